@@ -1,0 +1,149 @@
+"""Model cards: the preprocessing and decision settings that travel with a model's weights.
+
+A card is ``models/<name>.toml`` beside the weights. Example::
+
+    name = "sbi_b0"
+    version = "0.1.0"
+    architecture = "efficientnet_b0"
+    weights = "sbi_b0.weights.h5"       # relative to the card
+    tflite = "sbi_b0.tflite"            # optional, for the LiteRT runtime
+    input_size_px = 224
+    mean_rgb = [0.485, 0.456, 0.406]    # model input = (pixel / 255 - mean) / std, RGB order
+    std_rgb = [0.229, 0.224, 0.225]
+    face_detector = "yunet"
+    face_margin = 0.25                  # box grown by this fraction of its side on every edge
+    threshold = 0.5                     # fake probability at or above which a verdict is FAKE
+    trained = true                      # false only for throw-away test models
+    activation = "swish"                # builder options (optional)
+    use_se = true
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from detector.errors import ModelError
+
+ARCHITECTURES = ("efficientnet_b0",)
+FACE_DETECTORS = ("haar", "yunet")
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """Settings read from ``models/<name>.toml``; paths are resolved against the card's folder."""
+
+    name: str
+    version: str
+    architecture: str
+    weights_path: Path
+    input_size_px: int
+    mean_rgb: tuple[float, float, float]
+    std_rgb: tuple[float, float, float]
+    face_detector: str
+    face_margin: float
+    threshold: float
+    trained: bool
+    tflite_path: Path | None = None
+    activation: str = "swish"
+    use_se: bool = True
+    extra: dict = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.architecture not in ARCHITECTURES:
+            raise ModelError(
+                f"model card {self.name}: architecture must be one of {ARCHITECTURES}, "
+                f"got {self.architecture!r}"
+            )
+        if self.input_size_px < 32 or self.input_size_px % 32:
+            raise ModelError(
+                f"model card {self.name}: input_size_px must be a multiple of 32, "
+                f"got {self.input_size_px}"
+            )
+        if self.face_detector not in FACE_DETECTORS:
+            raise ModelError(
+                f"model card {self.name}: face_detector must be one of {FACE_DETECTORS}, "
+                f"got {self.face_detector!r}"
+            )
+        if not 0.0 <= self.face_margin <= 1.0:
+            raise ModelError(
+                f"model card {self.name}: face_margin must be in [0, 1], got {self.face_margin}"
+            )
+        if not 0.0 < self.threshold < 1.0:
+            raise ModelError(
+                f"model card {self.name}: threshold must be in (0, 1), got {self.threshold}"
+            )
+        if len(self.mean_rgb) != 3 or len(self.std_rgb) != 3 or min(self.std_rgb) <= 0:
+            raise ModelError(
+                f"model card {self.name}: mean_rgb and std_rgb must be three numbers "
+                f"(std > 0), got {self.mean_rgb} and {self.std_rgb}"
+            )
+
+    def normalise(self, crops_rgb: np.ndarray) -> np.ndarray:
+        """Turn uint8 RGB crops into model input.
+
+        Args:
+            crops_rgb: ``(n, s, s, 3)`` uint8, RGB, ``s == input_size_px``.
+        Returns:
+            ``(n, s, s, 3)`` float32, ``(pixel / 255 - mean) / std``.
+        """
+        mean = np.asarray(self.mean_rgb, dtype=np.float32)
+        std = np.asarray(self.std_rgb, dtype=np.float32)
+        return (crops_rgb.astype(np.float32) / 255.0 - mean) / std
+
+
+_REQUIRED = ("name", "version", "architecture", "weights", "input_size_px", "mean_rgb",
+             "std_rgb", "face_detector", "face_margin", "threshold", "trained")
+_OPTIONAL = ("tflite", "activation", "use_se")
+
+
+def load_model_card(path: Path) -> ModelCard:
+    """Read and validate a model card.
+
+    Args:
+        path: the card's ``.toml`` file.
+    Returns:
+        the card, with ``weights_path`` and ``tflite_path`` made absolute.
+    Raises:
+        ModelError: the file is missing, not TOML, lacks a key or has a bad value.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"model card {path} not found")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ModelError(f"model card {path} is not valid TOML: {exc}") from None
+    missing = [key for key in _REQUIRED if key not in raw]
+    if missing:
+        raise ModelError(f"model card {path} lacks required key(s): {', '.join(missing)}")
+    folder = path.parent
+    extra = {k: v for k, v in raw.items() if k not in _REQUIRED + _OPTIONAL}
+    try:
+        return ModelCard(
+            name=str(raw["name"]),
+            version=str(raw["version"]),
+            architecture=str(raw["architecture"]),
+            weights_path=(folder / raw["weights"]).resolve(),
+            input_size_px=int(raw["input_size_px"]),
+            mean_rgb=tuple(float(v) for v in raw["mean_rgb"]),
+            std_rgb=tuple(float(v) for v in raw["std_rgb"]),
+            face_detector=str(raw["face_detector"]),
+            face_margin=float(raw["face_margin"]),
+            threshold=float(raw["threshold"]),
+            trained=bool(raw["trained"]),
+            tflite_path=(folder / raw["tflite"]).resolve() if raw.get("tflite") else None,
+            activation=str(raw.get("activation", "swish")),
+            use_se=bool(raw.get("use_se", True)),
+            extra=extra,
+        )
+    except (TypeError, ValueError) as exc:
+        raise ModelError(f"model card {path} has a value of the wrong type: {exc}") from None
+
+
+def card_path_for(models_dir: Path, name: str) -> Path:
+    """Where the card of model ``name`` lives: ``<models_dir>/<name>.toml``."""
+    return Path(models_dir) / f"{name}.toml"
