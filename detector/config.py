@@ -27,12 +27,19 @@ def _rule(*, ge: float | None = None, le: float | None = None, gt: float | None 
 
 @dataclass(frozen=True)
 class RedisConfig:
-    """Where scores go. An empty ``url`` starts an embedded redis-server on a private port."""
+    """Where scores go. An empty ``url`` makes ``run``/``replay`` start an embedded redis-server
+    on 127.0.0.1:``embedded_port`` (another free port if taken; 0 = always a free port), and
+    makes ``watch``/``dashboard`` look for it there."""
 
     url: str = ""
+    embedded_port: int = field(default=6390, metadata=_rule(ge=0, le=65535))
     prefix: str = "deepfake"
     history_maxlen: int = field(default=10_000, metadata=_rule(ge=1))
     socket_timeout_s: float = field(default=5.0, metadata=_rule(gt=0))
+
+    def client_url(self) -> str:
+        """The URL a consumer connects to: ``url``, else the embedded server's default."""
+        return self.url or f"redis://127.0.0.1:{self.embedded_port or 6390}/0"
 
 
 @dataclass(frozen=True)

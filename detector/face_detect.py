@@ -78,7 +78,7 @@ class HaarFaceDetector:
             gray, scaleFactor=1.1, minNeighbors=5, minSize=(min_side, min_side)
         )
         faces = [
-            FaceBox((x * factor, y * factor, (x + w) * factor, (y + h) * factor), 1.0)
+            FaceBox((float(x * factor), float(y * factor), float((x + w) * factor), float((y + h) * factor)), 1.0)
             for (x, y, w, h) in np.asarray(rects).reshape(-1, 4)
         ]
         return _largest_first(faces, self._max_faces)

@@ -1,0 +1,248 @@
+"""``deepfake-detector``: subcommands that parse arguments and call typed functions."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from detector.config import Config, load_config, with_overrides
+from detector.errors import DetectorError
+
+log = logging.getLogger("deepfake_detector")
+
+EPILOG = """\
+Configuration: --config PATH (default ./config.toml if present, else built-in defaults).
+Redis: --redis-url redis://HOST:PORT/DB uses an existing Redis; without it, `run` and `replay`
+start an embedded redis-server on 127.0.0.1:6390 and `watch` looks for it there.
+"""
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, default=None,
+                        help="config file (default: ./config.toml if present, else built-in defaults)")
+    parser.add_argument("--redis-url", default=None,
+                        help="use this Redis (redis://HOST:PORT/DB) instead of redis.url / the embedded one")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="more log output (-vv for debug)")
+
+
+def _load(args: argparse.Namespace) -> Config:
+    config = load_config(args.config)
+    overrides: dict[str, dict] = {}
+    if getattr(args, "redis_url", None):
+        overrides["redis"] = {"url": args.redis_url}
+    if getattr(args, "workers", None) is not None:
+        overrides["workers"] = {"count": args.workers}
+    if getattr(args, "stride", None) is not None:
+        overrides["sampling"] = {"stride": args.stride}
+    if getattr(args, "model", None):
+        overrides["model"] = {"name": args.model}
+    return with_overrides(config, **overrides) if overrides else config
+
+
+# --- handlers -------------------------------------------------------------------------------
+def cmd_replay(args: argparse.Namespace) -> int:
+    from consumers.replay import run_replay
+
+    config = _load(args)
+    return run_replay(config, args.files, ids=args.id, redis_url=config.redis.url or None,
+                      report_path=args.report, csv_path=args.csv,
+                      show_progress=False if args.no_progress else None)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from app.run import run_service
+
+    config = _load(args)
+    return run_service(config, exit_when_done=args.exit_when_done, extra_urls=args.url or [])
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    from consumers.watch import run_watch
+
+    config = _load(args)
+    return run_watch(config.redis.client_url(), config.redis.prefix, once=args.once,
+                     duration_s=args.duration, socket_timeout_s=config.redis.socket_timeout_s)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from detector.worker import results_endpoint_for, run_remote_worker
+
+    config = _load(args)
+    results = args.results or results_endpoint_for(args.connect)
+    return run_remote_worker(config, args.connect, results)
+
+
+def cmd_attach(args: argparse.Namespace) -> int:
+    from app.control import send_request
+    from detector.config import mask_url
+    from detector.embedded_redis import connect
+    from detector.redis_keys import RedisKeys
+    from producers.file_source import stream_id_for_path
+
+    config = _load(args)
+    client = connect(config.redis.client_url(), config.redis.socket_timeout_s)
+    url = args.url
+    if "://" not in url and not url.startswith(("webcam:", "/dev/video")):
+        url = str(Path(url).resolve())  # the service may run in another folder
+    stream_id = args.id or stream_id_for_path(args.url)
+    reply = send_request(client, RedisKeys(config.redis.prefix), "attach", stream_id,
+                         url=url, stride=args.stride, timeout_s=args.timeout)
+    print(reply["message"] if reply.get("ok") else f"error: {reply['message']}")
+    log.debug("attach %s → %s", mask_url(url), reply)
+    return 0 if reply.get("ok") else 1
+
+
+def cmd_detach(args: argparse.Namespace) -> int:
+    from app.control import send_request
+    from detector.embedded_redis import connect
+    from detector.redis_keys import RedisKeys
+
+    config = _load(args)
+    client = connect(config.redis.client_url(), config.redis.socket_timeout_s)
+    reply = send_request(client, RedisKeys(config.redis.prefix), "detach", args.stream_id,
+                         timeout_s=args.timeout)
+    print(reply["message"] if reply.get("ok") else f"error: {reply['message']}")
+    return 0 if reply.get("ok") else 1
+
+
+def cmd_streams(args: argparse.Namespace) -> int:
+    from consumers.watch import run_watch
+
+    config = _load(args)
+    return run_watch(config.redis.client_url(), config.redis.prefix, once=True,
+                     socket_timeout_s=config.redis.socket_timeout_s)
+
+
+def cmd_fetch_yunet(args: argparse.Namespace) -> int:
+    from app.fetch import fetch_yunet
+
+    config = _load(args)
+    target = config.resolve_path(config.faces.yunet_model)
+    return fetch_yunet(target, source=args.source)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from app.demo import run_demo
+
+    config = _load(args)
+    return run_demo(config, frames=args.frames)
+
+
+# --- parser ---------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="deepfake-detector",
+        description="Streaming deepfake detector: video files, webcams and RTSP cameras → "
+                    "face crops → EfficientNet-B0 → per-stream fake scores in Redis.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("replay", help="score video files losslessly and write a report",
+                       description="Score video files through the worker pool (every sampled frame, "
+                                   "none dropped), publish to Redis and write a report.",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _common(p)
+    p.add_argument("files", nargs="+", help="video files (.mp4 .webm .avi .mov .mkv …)")
+    p.add_argument("--report", type=Path, help="write the JSON report here")
+    p.add_argument("--csv", type=Path, help="also write a CSV report here")
+    p.add_argument("--id", action="append", help="stream id, once per file in order (default: file name without extension)")
+    p.add_argument("--workers", type=int, help="worker processes (default workers.count)")
+    p.add_argument("--stride", type=int, help="score every Nth frame (default sampling.stride = 4)")
+    p.add_argument("--model", help="model name (card models/NAME.toml)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("run", help="the service: config.toml's streams, worker pool, Redis",
+                       description="Run the service until Ctrl-C: streams from config.toml "
+                                   "([[streams]]) and from `attach`, a worker pool and Redis.",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _common(p)
+    p.add_argument("--url", action="append", help="also start this stream (file, rtsp://, webcam:N); repeatable")
+    p.add_argument("--workers", type=int, help="worker processes (default workers.count)")
+    p.add_argument("--model", help="model name (card models/NAME.toml)")
+    p.add_argument("--exit-when-done", action="store_true",
+                   help="exit once every stream has finished (files) instead of waiting for Ctrl-C")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("watch", help="live terminal table of every stream's rolling score",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _common(p)
+    p.add_argument("--once", action="store_true", help="print the table once and exit")
+    p.add_argument("--duration", type=float, help="stop after this many seconds")
+    p.set_defaults(func=cmd_watch)
+
+    p = sub.add_parser("worker", help="join a worker pool running on another host",
+                       description="Pull frames from a service's tcp:// frames endpoint and push "
+                                   "results back (pool.frames_endpoint must be tcp:// on that host).")
+    _common(p)
+    p.add_argument("--connect", required=True, help="the service's frames endpoint, tcp://HOST:PORT")
+    p.add_argument("--results", help="its results endpoint (default: same host, port + 1)")
+    p.add_argument("--model", help="model name (card models/NAME.toml)")
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("attach", help="add a stream to a running service")
+    _common(p)
+    p.add_argument("url", help="file path, rtsp://… URL or webcam:N")
+    p.add_argument("--id", help="stream id (default: file name without extension)")
+    p.add_argument("--stride", type=int, help="score every Nth frame")
+    p.add_argument("--timeout", type=float, default=15.0, help="seconds to wait for the service")
+    p.set_defaults(func=cmd_attach)
+
+    p = sub.add_parser("detach", help="stop a stream of a running service")
+    _common(p)
+    p.add_argument("stream_id")
+    p.add_argument("--timeout", type=float, default=15.0, help="seconds to wait for the service")
+    p.set_defaults(func=cmd_detach)
+
+    p = sub.add_parser("streams", help="list streams with status, score, fps, drops, latency")
+    _common(p)
+    p.set_defaults(func=cmd_streams)
+
+    p = sub.add_parser("fetch-yunet", help="download the YuNet face detector to faces.yunet_model")
+    _common(p)
+    p.add_argument("--source", help="copy from this local file or URL instead of the OpenCV model zoo")
+    p.set_defaults(func=cmd_fetch_yunet)
+
+    p = sub.add_parser("demo", help="score a generated demo clip end to end and show scores as they arrive")
+    _common(p)
+    p.add_argument("--frames", type=int, default=240, help="length of the demo clip in frames")
+    p.set_defaults(func=cmd_demo)
+
+    from app import model_commands
+
+    model_commands.register(sub)
+    return parser
+
+
+def _setup_logging(verbosity: int) -> None:
+    level = logging.WARNING - 10 * min(verbosity, 2)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    _setup_logging(getattr(args, "verbose", 0) + 1)
+    try:
+        return args.func(args)
+    except DetectorError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

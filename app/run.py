@@ -1,0 +1,80 @@
+"""``deepfake-detector run``: the long-running service."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+
+from app.control import ControlServer
+from app.service import Service
+from detector.config import Config, mask_url
+from detector.errors import DetectorError, SourceError
+from producers.factory import make_source
+from producers.file_source import stream_id_for_path
+
+log = logging.getLogger(__name__)
+
+
+def run_service(config: Config, exit_when_done: bool = False, extra_urls: list[str] = ()) -> int:
+    """Serve ``config.streams`` (plus ``extra_urls``) and control requests until Ctrl-C.
+
+    The first Ctrl-C (or SIGTERM) drains frames in flight and stops; a second forces.
+    """
+    stop = threading.Event()
+
+    def on_signal(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        log.warning("stopping: draining frames in flight (Ctrl-C again to force)")
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    service = Service(config)
+    control = None
+    try:
+        service.start()
+        print(f"Redis: {mask_url(service.redis_url)} (channel {service.keys.scores_channel}); "
+              f"frames endpoint {service.endpoints.frames}", flush=True)
+
+        def attach(stream_id: str, url: str, stride: int | None) -> str:
+            existing = service.collector.stream(stream_id)
+            if existing is not None and not existing.done.is_set():
+                raise SourceError(f"stream id {stream_id!r} is already running")
+            source = make_source(url, stream_id, config)
+            service.add_source(source, stride)
+            return f"attached {stream_id} ({source.display_url})"
+
+        def detach(stream_id: str) -> str:
+            if not service.remove_stream(stream_id):
+                raise SourceError(f"no stream with id {stream_id!r}")
+            return f"detached {stream_id}"
+
+        control = ControlServer(service.sink.client, service.keys, attach, detach).start()
+        streams = [(s.id, s.url, s.stride) for s in config.streams]
+        streams += [(stream_id_for_path(url), url, None) for url in extra_urls]
+        for stream_id, url, stride in streams:
+            try:
+                attach(stream_id, url, stride)
+            except DetectorError as exc:
+                log.error("stream %s not started: %s", stream_id, exc)
+                service.collector.register(stream_id, mask_url(url), "file")
+                service.collector.fail(stream_id, str(exc))
+        if not streams:
+            log.warning("no streams configured: add [[streams]] to config.toml or use "
+                        "`deepfake-detector attach URL`")
+        while not stop.wait(0.5):
+            if service.fatal_error:
+                break
+            if exit_when_done and all(s.done.is_set() for s in service.collector.streams()):
+                break
+    finally:
+        if control is not None:
+            control.stop()
+        service.stop(drain=True)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if service.fatal_error:
+        raise DetectorError(service.fatal_error)
+    failed = [s.stream_id for s in service.collector.streams() if s.status == "failed"]
+    return 1 if exit_when_done and failed else 0

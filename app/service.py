@@ -1,0 +1,288 @@
+"""The service: Redis (embedded or external), the ZeroMQ pool sockets, worker processes, the
+collector and the producer hub, started and stopped together.
+
+``replay`` and ``run`` both use it; ``replay`` waits for its files to finish, ``run`` serves
+until Ctrl-C and takes attach/detach requests from the control channel.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+
+import zmq
+
+from detector.collector import TERMINAL_STATUSES, Collector, StreamState
+from detector.config import Config
+from detector.embedded_redis import EmbeddedRedis, connect
+from detector.errors import DetectorError, ModelError
+from detector.redis_keys import RedisKeys
+from detector.redis_sink import RedisSink
+from detector.worker import WorkerEndpoints, load_card, worker_process_main
+from producers.base import Source
+from producers.hub import ProducerHub
+
+log = logging.getLogger(__name__)
+
+WORKER_START_FAILURES_LIMIT = 3
+HEARTBEAT_INTERVAL_S = 2.0
+
+
+@dataclass
+class WorkerProcess:
+    worker_id: str
+    process: multiprocessing.process.BaseProcess
+    started_s: float
+    restarts: int = 0
+
+
+class Service:
+    """Owns every moving part of a running pipeline.
+
+    Args:
+        config: the validated configuration.
+        redis_url: overrides ``redis.url``; empty/None with an empty ``redis.url`` starts an
+            embedded redis-server.
+        keep_frames: keep per-frame records for a replay report.
+    """
+
+    def __init__(self, config: Config, redis_url: str | None = None, keep_frames: bool = False):
+        self.config = config
+        self._redis_url = redis_url or config.redis.url
+        self._keep_frames = keep_frames
+        self._embedded: EmbeddedRedis | None = None
+        self._tmpdir: tempfile.TemporaryDirectory | None = None
+        self._context: zmq.Context | None = None
+        self._frames_socket: zmq.Socket | None = None
+        self._results_socket: zmq.Socket | None = None
+        self._mp = multiprocessing.get_context("spawn")
+        self._worker_stop = self._mp.Event()
+        self._workers: list[WorkerProcess] = []
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._worker_start_failures = 0
+        self.fatal_error: str | None = None
+        self.redis_url = ""
+        self.endpoints: WorkerEndpoints | None = None
+        self.collector: Collector | None = None
+        self.hub: ProducerHub | None = None
+        self.sink: RedisSink | None = None
+        self.keys = RedisKeys(config.redis.prefix)
+
+    # --- start / stop -------------------------------------------------------------------------
+    def start(self) -> "Service":
+        card = load_card(self.config)
+        if not card.weights_path.is_file():
+            raise ModelError(f"weights {card.weights_path} of model {card.name} not found")
+        if not card.trained:
+            log.warning("model %s is an UNTRAINED test model: its scores mean nothing", card.name)
+        threshold = self.config.scoring.threshold or card.threshold
+
+        if self._redis_url:
+            self.redis_url = self._redis_url
+        else:
+            self._embedded = EmbeddedRedis(self.config.redis.embedded_port).start()
+            self.redis_url = self._embedded.url
+        try:
+            client = connect(self.redis_url, self.config.redis.socket_timeout_s)
+            self.sink = RedisSink(client, self.keys, self.config.redis.history_maxlen)
+            self.collector = Collector(
+                self.sink, threshold, self.config.scoring.window,
+                model_id=f"{card.name}@{card.version}", keep_frames=self._keep_frames,
+            )
+            self._bind_sockets()
+            for index in range(self.config.workers.resolved_count()):
+                self._workers.append(self._spawn_worker(f"w{index}"))
+            self.hub = ProducerHub(
+                self._frames_socket,
+                self.collector.on_status,
+                thumbnail_interval_s=self.config.dashboard.thumbnail_interval_s,
+                live_buffer_frames=self.config.sources.live_buffer_frames,
+            )
+            self._start_thread("collector", self.collector.run, self._results_socket, self._stop)
+            self._start_thread("supervisor", self._supervise)
+        except BaseException:
+            self.stop(drain=False)
+            raise
+        return self
+
+    def _bind_sockets(self) -> None:
+        pool = self.config.pool
+        if "auto" in (pool.frames_endpoint, pool.results_endpoint):
+            self._tmpdir = tempfile.TemporaryDirectory(prefix="deepfake-zmq-")
+        frames = pool.frames_endpoint
+        results = pool.results_endpoint
+        if frames == "auto":
+            frames = f"ipc://{self._tmpdir.name}/frames"
+        if results == "auto":
+            results = f"ipc://{self._tmpdir.name}/results"
+        self._context = zmq.Context()
+        self._frames_socket = self._context.socket(zmq.PUSH)
+        self._frames_socket.setsockopt(zmq.SNDHWM, pool.frames_hwm)
+        self._frames_socket.setsockopt(zmq.LINGER, 0)
+        self._results_socket = self._context.socket(zmq.PULL)
+        self._results_socket.setsockopt(zmq.LINGER, 0)
+        try:
+            self._frames_socket.bind(frames)
+            self._results_socket.bind(results)
+        except zmq.ZMQError as exc:
+            raise DetectorError(f"cannot listen on {frames} / {results}: {exc}") from None
+        self.endpoints = WorkerEndpoints(
+            _connectable(self._frames_socket, frames), _connectable(self._results_socket, results)
+        )
+        log.info("pool endpoints: frames %s, results %s", self.endpoints.frames, self.endpoints.results)
+
+    def _spawn_worker(self, worker_id: str, restarts: int = 0) -> WorkerProcess:
+        process = self._mp.Process(
+            target=worker_process_main,
+            args=(self.config, self.endpoints, worker_id, self._worker_stop,
+                  logging.getLogger().getEffectiveLevel()),
+            name=f"worker-{worker_id}",
+            daemon=True,
+        )
+        process.start()
+        return WorkerProcess(worker_id, process, time.monotonic(), restarts)
+
+    def _start_thread(self, name: str, target, *args) -> None:
+        thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def stop(self, drain: bool = True, timeout_s: float = 30.0) -> None:
+        """Stop readers; with ``drain``, wait for frames in flight to be scored; stop the rest."""
+        if self.hub is not None:
+            for handle in self.hub.handles():
+                handle.stop.set()
+                handle.buffer.close()
+            if drain and self.collector is not None:
+                deadline = time.monotonic() + timeout_s
+                while time.monotonic() < deadline and self._frames_in_flight() > 0 and self.workers_alive():
+                    time.sleep(0.05)
+            self.hub.close()
+        if self.collector is not None:
+            for state in self.collector.streams():
+                if state.status not in TERMINAL_STATUSES:
+                    self.collector.on_status(state.stream_id, "stopped", {})
+        self._worker_stop.set()
+        for worker in self._workers:
+            worker.process.join(10)
+            if worker.process.is_alive():
+                worker.process.terminate()
+                worker.process.join(5)
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(5)
+        for sock in (self._frames_socket, self._results_socket):
+            if sock is not None:
+                sock.close(0)
+        if self._context is not None:
+            self._context.term()
+            self._context = None
+        if self._tmpdir is not None:
+            self._tmpdir.cleanup()
+            self._tmpdir = None
+        if self._embedded is not None:
+            self._embedded.stop()
+            self._embedded = None
+
+    def _frames_in_flight(self) -> int:
+        total = 0
+        for handle in self.hub.handles():
+            state = self.collector.stream(handle.source.stream_id)
+            scored = state.frames_scored if state is not None else 0
+            total += max(0, handle.counters.frames_sent - scored)
+        return total
+
+    # --- supervision --------------------------------------------------------------------------
+    def workers_alive(self) -> int:
+        return sum(1 for w in self._workers if w.process.is_alive())
+
+    def workers_ready(self) -> int:
+        if self.collector is None:
+            return 0
+        return sum(1 for s in self.collector.workers.values() if s.is_ready and not s.is_stopping)
+
+    def worker_pids(self) -> dict[str, int]:
+        return {w.worker_id: w.process.pid for w in self._workers}
+
+    def _supervise(self) -> None:
+        last_heartbeat = 0.0
+        while not self._stop.wait(0.5):
+            if self._worker_stop.is_set():
+                continue
+            for i, worker in enumerate(self._workers):
+                if worker.process.is_alive():
+                    continue
+                code = worker.process.exitcode
+                started_recently = time.monotonic() - worker.started_s < 60
+                if code == 2 and started_recently:
+                    self._worker_start_failures += 1
+                log.warning("worker %s (pid %s) exited with code %s; restarting it",
+                            worker.worker_id, worker.process.pid, code)
+                if self._worker_start_failures >= WORKER_START_FAILURES_LIMIT:
+                    self._give_up("workers cannot start (see the log above); stopping")
+                    return
+                self._workers[i] = self._spawn_worker(worker.worker_id, worker.restarts + 1)
+            now = time.monotonic()
+            if now - last_heartbeat >= HEARTBEAT_INTERVAL_S and self.sink is not None:
+                last_heartbeat = now
+                self.sink.heartbeat({
+                    "workers": self.workers_alive(),
+                    "workers_ready": self.workers_ready(),
+                    "worker_restarts": sum(w.restarts for w in self._workers),
+                    "frames_endpoint": self.endpoints.frames if self.endpoints else None,
+                })
+
+    def _give_up(self, reason: str) -> None:
+        self.fatal_error = reason
+        log.error("%s", reason)
+        if self.collector is not None:
+            for state in self.collector.streams():
+                self.collector.fail(state.stream_id, reason)
+
+    # --- streams ------------------------------------------------------------------------------
+    def add_source(self, source: Source, stride: int | None = None) -> StreamState:
+        """Start a stream; its status and scores appear in Redis at once."""
+        state = self.collector.register(
+            source.stream_id, source.display_url, "live" if source.is_live else "file"
+        )
+        self.hub.add(source, stride or self.config.sampling.stride)
+        return state
+
+    def remove_stream(self, stream_id: str) -> bool:
+        return self.hub.remove(stream_id)
+
+    def wait_ready(self, timeout_s: float = 120.0) -> bool:
+        """Wait until at least one worker has loaded its model."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.workers_ready() > 0:
+                return True
+            if self.fatal_error:
+                return False
+            time.sleep(0.1)
+        return False
+
+    def wait_streams(self, stream_ids: list[str], stop: threading.Event | None = None,
+                     on_progress=None, poll_s: float = 0.1) -> bool:
+        """Wait until every stream is finished or failed (or ``stop`` is set)."""
+        while True:
+            states = [self.collector.stream(sid) for sid in stream_ids]
+            if on_progress is not None:
+                on_progress(states)
+            if all(s is not None and s.done.is_set() for s in states):
+                return True
+            if stop is not None and stop.is_set():
+                return False
+            time.sleep(poll_s)
+
+
+def _connectable(socket: zmq.Socket, endpoint: str) -> str:
+    """The address a worker connects to: a wildcard bind is reached on loopback here."""
+    last = socket.getsockopt_string(zmq.LAST_ENDPOINT)
+    address = last or endpoint
+    return address.replace("tcp://0.0.0.0:", "tcp://127.0.0.1:").replace("tcp://*:", "tcp://127.0.0.1:")

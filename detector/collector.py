@@ -1,0 +1,335 @@
+"""The collector: worker results → per-stream rolling scores and verdicts → Redis.
+
+It runs in the service process, owns every stream's scoring state and is the only writer of
+score messages, so per-stream state needs no coordination between workers.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import zmq
+
+from detector.errors import WireFormatError
+from detector.redis_keys import SCHEMA_VERSION
+from detector.redis_sink import RedisSink
+from detector.scoring import RollingScore, frame_score, verdict
+from detector.wire import ResultMessage, WorkerStats, decode_worker_output
+
+log = logging.getLogger(__name__)
+
+TERMINAL_STATUSES = ("finished", "failed", "stopped")
+FPS_WINDOW_S = 5.0
+
+
+@dataclass
+class FrameRecord:
+    """One scored frame, kept for replay reports."""
+
+    frame_index: int
+    pts_s: float | None
+    frame_score: float | None
+    faces: list[dict[str, Any]]
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "frame_index": self.frame_index,
+            "pts_s": self.pts_s,
+            "frame_score": self.frame_score,
+            "faces": self.faces,
+            **({"error": self.error} if self.error else {}),
+        }
+
+
+@dataclass
+class StreamState:
+    """Everything the collector knows about one stream."""
+
+    stream_id: str
+    window: int
+    source: str = ""
+    kind: str = "file"
+    status: str = "connecting"
+    error: str | None = None
+    started_at: float = field(default_factory=time.time)
+    counters: dict[str, int] = field(default_factory=dict)
+    frames_scored: int = 0
+    frames_with_faces: int = 0
+    frames_failed: int = 0
+    score_sum: float = 0.0
+    expected_frames: int | None = None
+    rolling_score: float | None = None
+    last_latency_ms: float | None = None
+    frames: list[FrameRecord] = field(default_factory=list)
+    seen_indices: set[int] = field(default_factory=set)
+    scored_times: collections.deque = field(default_factory=lambda: collections.deque(maxlen=256))
+    last_result_s: float = field(default_factory=time.monotonic)
+    done: threading.Event = field(default_factory=threading.Event)
+    rolling: RollingScore | None = None
+
+    def __post_init__(self) -> None:
+        self.rolling = RollingScore(self.window)
+
+    def fps(self, now_s: float) -> float:
+        recent = [t for t in self.scored_times if now_s - t <= FPS_WINDOW_S]
+        if len(recent) < 2:
+            return 0.0
+        span = max(recent[-1] - recent[0], 1e-6)
+        return (len(recent) - 1) / span
+
+    def video_score(self) -> float | None:
+        """Mean frame score over the frames with faces so far (None without any)."""
+        return self.score_sum / self.frames_with_faces if self.frames_with_faces else None
+
+
+class Collector:
+    """Consumes the results socket and publishes scores.
+
+    Args:
+        sink: the Redis writer.
+        threshold: the FAKE/REAL decision threshold (from the model card or config).
+        window: rolling window in sampled frames.
+        model_id: ``name@version`` of the model, put in every message.
+        keep_frames: keep every frame's record in memory (replay reports).
+        drain_timeout_s: a finished file whose frames stop arriving for this long is failed.
+    """
+
+    def __init__(
+        self,
+        sink: RedisSink,
+        threshold: float,
+        window: int,
+        model_id: str,
+        keep_frames: bool = False,
+        drain_timeout_s: float = 120.0,
+    ):
+        self.sink = sink
+        self.threshold = threshold
+        self.window = window
+        self.model_id = model_id
+        self.keep_frames = keep_frames
+        self.drain_timeout_s = drain_timeout_s
+        self.malformed_results = 0
+        self.workers: dict[str, WorkerStats] = {}
+        self.workers_seen_s: dict[str, float] = {}
+        self._streams: dict[str, StreamState] = {}
+        self._lock = threading.RLock()
+
+    # --- stream status (called from producer threads and the service) -----------------------
+    def stream(self, stream_id: str) -> StreamState | None:
+        with self._lock:
+            return self._streams.get(stream_id)
+
+    def streams(self) -> list[StreamState]:
+        with self._lock:
+            return list(self._streams.values())
+
+    def register(self, stream_id: str, source: str, kind: str) -> StreamState:
+        """Start (or restart) tracking a stream; clears its previous Redis state."""
+        with self._lock:
+            state = StreamState(stream_id, self.window, source=source, kind=kind)
+            self._streams[stream_id] = state
+        self.sink.clear_stream(stream_id)
+        self._publish_status(state)
+        return state
+
+    def on_status(self, stream_id: str, status: str, info: dict[str, Any]) -> None:
+        """Producer callback: a status change or end of stream, with counters."""
+        with self._lock:
+            state = self._streams.get(stream_id)
+            if state is None:
+                state = StreamState(stream_id, self.window)
+                self._streams[stream_id] = state
+            if state.status in TERMINAL_STATUSES:
+                return
+            state.counters.update(
+                {k: v for k, v in info.items() if k.startswith("frames_") or k == "reconnects"}
+            )
+            state.source = info.get("source", state.source)
+            state.kind = info.get("kind", state.kind)
+            if status == "failed":
+                state.error = info.get("error")
+                self._finish(state, "failed")
+                return
+            if status == "stopped":
+                self._finish(state, "stopped")
+                return
+            if info.get("eof"):
+                state.expected_frames = info.get("frames_sampled", 0)
+                state.last_result_s = time.monotonic()
+                state.status = "draining"
+                if not self._maybe_finish(state):
+                    self._publish_status(state)
+                return
+            state.status = status
+            self._publish_status(state)
+
+    def fail(self, stream_id: str, error: str) -> None:
+        with self._lock:
+            state = self._streams.get(stream_id)
+            if state is not None and state.status not in TERMINAL_STATUSES:
+                state.error = error
+                self._finish(state, "failed")
+
+    def _maybe_finish(self, state: StreamState) -> bool:
+        if state.expected_frames is not None and state.frames_scored >= state.expected_frames:
+            self._finish(state, "finished")
+            return True
+        return False
+
+    def _finish(self, state: StreamState, status: str) -> None:
+        state.status = status
+        self._publish_status(state)
+        state.done.set()
+        if status == "failed":
+            log.warning("stream %s failed: %s", state.stream_id, state.error)
+        else:
+            log.info("stream %s %s: %d frames scored", state.stream_id, status, state.frames_scored)
+
+    def status_record(self, state: StreamState) -> dict[str, Any]:
+        now = time.monotonic()
+        record = {
+            "source": state.source,
+            "kind": state.kind,
+            "status": state.status,
+            "error": state.error,
+            "started_at": state.started_at,
+            "updated_at": time.time(),
+            "frames_read": state.counters.get("frames_read", 0),
+            "frames_sampled": state.counters.get("frames_sampled", 0),
+            "frames_dropped": state.counters.get("frames_dropped", 0),
+            "frames_scored": state.frames_scored,
+            "frames_with_faces": state.frames_with_faces,
+            "reconnects": state.counters.get("reconnects", 0),
+            "rolling_score": state.rolling_score,
+            "verdict": verdict(state.rolling_score, self.threshold),
+            "fps": round(state.fps(now), 2),
+            "latency_ms": state.last_latency_ms,
+        }
+        if state.kind == "file":
+            score = state.video_score()
+            record["video_score"] = score
+            record["label"] = verdict(score, self.threshold)
+        return record
+
+    def _publish_status(self, state: StreamState) -> None:
+        self.sink.set_status(state.stream_id, self.status_record(state))
+
+    # --- results ------------------------------------------------------------------------------
+    def handle_parts(self, parts: list[bytes]) -> None:
+        try:
+            message = decode_worker_output(parts)
+        except WireFormatError as exc:
+            self.malformed_results += 1
+            log.warning("dropped a malformed result message: %s", exc)
+            return
+        if isinstance(message, WorkerStats):
+            self.workers[message.worker_id] = message
+            self.workers_seen_s[message.worker_id] = time.monotonic()
+            return
+        self.handle_result(message)
+
+    def handle_result(self, result: ResultMessage) -> dict[str, Any] | None:
+        """Score one frame result and publish it; returns the published message."""
+        now_s = time.time()
+        with self._lock:
+            state = self._streams.get(result.stream_id)
+            if state is None:
+                state = StreamState(result.stream_id, self.window)
+                self._streams[result.stream_id] = state
+            if state.kind == "file":
+                if result.frame_index in state.seen_indices:
+                    log.warning("stream %s: frame %d scored twice; ignoring the second",
+                                result.stream_id, result.frame_index)
+                    return None
+                state.seen_indices.add(result.frame_index)
+            probabilities = [face.fake_probability for face in result.faces]
+            score = None if result.error else frame_score(probabilities)
+            state.rolling_score = state.rolling.add(result.frame_index, score)
+            state.frames_scored += 1
+            if score is not None:
+                state.frames_with_faces += 1
+                state.score_sum += score
+            state.frames_failed += 1 if result.error else 0
+            state.last_result_s = time.monotonic()
+            state.scored_times.append(state.last_result_s)
+            latency_ms = (now_s - result.capture_time_s) * 1000.0
+            state.last_latency_ms = round(latency_ms, 1)
+            faces_json = [face.to_json() for face in result.faces]
+            if self.keep_frames:
+                state.frames.append(
+                    FrameRecord(result.frame_index, result.pts_s, score, faces_json, result.error)
+                )
+            message = {
+                "schema_version": SCHEMA_VERSION,
+                "stream_id": result.stream_id,
+                "frame_index": result.frame_index,
+                "pts_s": result.pts_s,
+                "capture_time": result.capture_time_s,
+                "published_time": now_s,
+                "faces": faces_json,
+                "frame_score": score,
+                "rolling_score": state.rolling_score,
+                "verdict": verdict(state.rolling_score, self.threshold),
+                "threshold": self.threshold,
+                "latency_ms": round(latency_ms, 1),
+                "timings_ms": result.timings_ms,
+                "batch_size": result.batch_size,
+                "worker": result.worker_id,
+                "model": self.model_id,
+                "fps": round(state.fps(state.last_result_s), 2),
+                "frames_scored": state.frames_scored,
+                "frames_dropped": state.counters.get("frames_dropped", 0),
+                "error": result.error,
+            }
+            self.sink.publish_score(message)
+            if result.thumbnail_jpeg is not None:
+                self.sink.set_thumbnail(result.stream_id, result.thumbnail_jpeg)
+            self._maybe_finish(state)
+            return message
+
+    def check_timeouts(self) -> None:
+        """Fail draining streams whose last frames never came back (a worker was lost)."""
+        now = time.monotonic()
+        with self._lock:
+            for state in self._streams.values():
+                if state.status == "draining" and now - state.last_result_s > self.drain_timeout_s:
+                    missing = (state.expected_frames or 0) - state.frames_scored
+                    state.error = (
+                        f"{missing} of {state.expected_frames} sampled frames were never scored "
+                        f"within {self.drain_timeout_s:.0f} s (a worker was lost)"
+                    )
+                    self._finish(state, "failed")
+
+    def publish_counters(self) -> None:
+        """Refresh every running stream's status record (fps, drops) in Redis."""
+        with self._lock:
+            for state in self._streams.values():
+                if state.status not in TERMINAL_STATUSES:
+                    self._publish_status(state)
+
+    def run(self, socket: zmq.Socket, stop: threading.Event, poll_ms: int = 100) -> None:
+        """Serve the results socket until ``stop`` is set."""
+        last_refresh = time.monotonic()
+        while not stop.is_set():
+            if socket.poll(poll_ms):
+                while True:
+                    try:
+                        parts = socket.recv_multipart(zmq.NOBLOCK)
+                    except zmq.Again:
+                        break
+                    try:
+                        self.handle_parts(parts)
+                    except Exception:  # noqa: BLE001 - one bad result must not stop scoring
+                        log.exception("collector failed on a result message")
+            now = time.monotonic()
+            if now - last_refresh >= 1.0:
+                last_refresh = now
+                self.check_timeouts()
+                self.publish_counters()

@@ -1,0 +1,124 @@
+"""Writes the Redis contract (docs/redis.md): score channel, latest state, history, stream list.
+
+A Redis outage never stops the service: writes fail fast, the outage is logged once, and
+publishing resumes when Redis answers again. Nothing is queued meanwhile (bounded memory).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from typing import Any
+
+import redis
+
+from detector.redis_keys import SCHEMA_VERSION, RedisKeys
+
+log = logging.getLogger(__name__)
+
+RETRY_INTERVAL_S = 1.0
+
+
+class RedisSink:
+    """Thread-safe writer of scores and stream status.
+
+    Args:
+        client: a redis-py client (its own connection pool makes it thread-safe).
+        keys: key templates under the configured prefix.
+        history_maxlen: approximate length cap of each ``history`` stream.
+    """
+
+    def __init__(self, client: redis.Redis, keys: RedisKeys, history_maxlen: int):
+        self.client = client
+        self.keys = keys
+        self.history_maxlen = history_maxlen
+        self._lock = threading.Lock()
+        self._down_since: float | None = None
+        self._next_try_s = 0.0
+        self.failed_writes = 0
+
+    @property
+    def is_connected(self) -> bool:
+        return self._down_since is None
+
+    def _run(self, what: str, fn) -> bool:
+        with self._lock:
+            now = time.monotonic()
+            if self._down_since is not None and now < self._next_try_s:
+                self.failed_writes += 1
+                return False
+        try:
+            fn()
+        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+            with self._lock:
+                self.failed_writes += 1
+                self._next_try_s = time.monotonic() + RETRY_INTERVAL_S
+                if self._down_since is None:
+                    self._down_since = time.monotonic()
+                    log.warning("Redis unreachable (%s); scores are not published until it is back", exc)
+            return False
+        with self._lock:
+            if self._down_since is not None:
+                log.warning("Redis is back after %.1f s; publishing resumed",
+                            time.monotonic() - self._down_since)
+                self._down_since = None
+        return True
+
+    def publish_score(self, message: dict[str, Any]) -> bool:
+        """PUBLISH the score message, SET the stream's latest state, XADD its history."""
+        stream_id = message["stream_id"]
+        payload = json.dumps(message, separators=(",", ":"))
+        history = {
+            "frame_index": message["frame_index"],
+            "capture_time": message["capture_time"],
+            "frame_score": _num(message["frame_score"]),
+            "rolling_score": _num(message["rolling_score"]),
+            "verdict": message["verdict"],
+            "faces": len(message["faces"]),
+            "latency_ms": _num(message["latency_ms"]),
+        }
+
+        def write() -> None:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.publish(self.keys.scores_channel, payload)
+            pipe.set(self.keys.latest(stream_id), payload)
+            pipe.xadd(self.keys.history(stream_id), history,
+                      maxlen=self.history_maxlen, approximate=True)
+            pipe.execute()
+
+        return self._run("score", write)
+
+    def set_status(self, stream_id: str, record: dict[str, Any]) -> bool:
+        """HSET the stream's status record and PUBLISH it on the events channel."""
+        record = {"schema_version": SCHEMA_VERSION, "stream_id": stream_id, **record}
+        payload = json.dumps(record, separators=(",", ":"))
+
+        def write() -> None:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.hset(self.keys.streams, stream_id, payload)
+            pipe.publish(self.keys.events_channel, payload)
+            pipe.execute()
+
+        return self._run("status", write)
+
+    def set_thumbnail(self, stream_id: str, jpeg: bytes, ttl_s: int = 3600) -> bool:
+        return self._run("thumbnail",
+                         lambda: self.client.set(self.keys.thumbnail(stream_id), jpeg, ex=ttl_s))
+
+    def heartbeat(self, info: dict[str, Any], ttl_s: int = 10) -> bool:
+        payload = json.dumps({"pid": os.getpid(), "updated_at": time.time(), **info})
+        return self._run("heartbeat", lambda: self.client.set(self.keys.service, payload, ex=ttl_s))
+
+    def clear_stream(self, stream_id: str) -> bool:
+        """Forget a stream's history, latest state and thumbnail (a new run of the same id)."""
+        return self._run("clear", lambda: self.client.delete(
+            self.keys.latest(stream_id), self.keys.history(stream_id),
+            self.keys.thumbnail(stream_id)))
+
+
+def _num(value: float | None) -> str:
+    """Redis stream fields are strings; None is written as an empty string."""
+    return "" if value is None else repr(round(float(value), 6))

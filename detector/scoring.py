@@ -1,0 +1,57 @@
+"""Pure scoring: per-face probability → per-frame score → rolling stream score → verdict.
+
+``None`` always means "no face, no score"; it is never turned into 0.0 or 0.5.
+"""
+
+from __future__ import annotations
+
+import heapq
+from typing import Iterable, Sequence
+
+REAL = "REAL"
+FAKE = "FAKE"
+NO_FACE = "NO_FACE"
+
+
+def frame_score(face_probabilities: Sequence[float]) -> float | None:
+    """The most suspicious face decides the frame; no faces → None."""
+    return max(face_probabilities) if face_probabilities else None
+
+
+def verdict(score: float | None, threshold: float) -> str:
+    """``FAKE`` at or above ``threshold``, ``REAL`` below it, ``NO_FACE`` for None."""
+    if score is None:
+        return NO_FACE
+    return FAKE if score >= threshold else REAL
+
+
+def aggregate_video(frame_scores: Iterable[float | None]) -> float | None:
+    """A video's score: the mean of its frame scores, ignoring frames without faces."""
+    scored = [s for s in frame_scores if s is not None]
+    return sum(scored) / len(scored) if scored else None
+
+
+class RollingScore:
+    """Mean frame score over the ``window`` most recent sampled frames (by frame index).
+
+    Results from several workers arrive slightly out of order, so frames are kept by index and
+    the window always covers the highest indices seen; frames without faces occupy window slots
+    but do not count toward the mean.
+    """
+
+    def __init__(self, window: int):
+        if window < 1:
+            raise ValueError(f"expected window >= 1, got {window}")
+        self._window = window
+        self._heap: list[tuple[int, float | None]] = []  # min-heap on frame index
+
+    def add(self, frame_index: int, score: float | None) -> float | None:
+        """Record a frame's score; return the rolling score (None when no frame had a face)."""
+        if len(self._heap) < self._window:
+            heapq.heappush(self._heap, (frame_index, score))
+        elif frame_index > self._heap[0][0]:
+            heapq.heapreplace(self._heap, (frame_index, score))
+        return self.value()
+
+    def value(self) -> float | None:
+        return aggregate_video(score for _, score in self._heap)

@@ -1,0 +1,308 @@
+"""ZeroMQ wire formats: frames (producer → worker) and results (worker → collector).
+
+Every message is multipart. Part 0 is a UTF-8 JSON header carrying ``schema_version``; raw
+bytes follow. No pickle crosses the wire. Decoders raise :class:`WireFormatError` for anything
+malformed, truncated, oversized or of another schema version. See docs/wire.md.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from detector.errors import WireFormatError
+
+SCHEMA_VERSION = 1
+MAX_SIDE_PX = 8192
+MAX_HEADER_BYTES = 64 * 1024
+MAX_THUMBNAIL_BYTES = 2 * 1024 * 1024
+_FRAME_KIND = "frame"
+_RESULT_KIND = "result"
+_STATS_KIND = "worker_stats"
+
+
+def _load_header(part: bytes, expected_kind: str) -> dict:
+    if len(part) > MAX_HEADER_BYTES:
+        raise WireFormatError(f"header of {len(part)} bytes exceeds {MAX_HEADER_BYTES}")
+    try:
+        header = json.loads(bytes(part).decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise WireFormatError(f"header is not UTF-8 JSON ({exc.__class__.__name__})") from None
+    if not isinstance(header, dict):
+        raise WireFormatError(f"expected a JSON object header, got {type(header).__name__}")
+    version = header.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise WireFormatError(f"expected schema_version {SCHEMA_VERSION}, got {version!r}")
+    kind = header.get("kind")
+    if kind != expected_kind:
+        raise WireFormatError(f"expected kind {expected_kind!r}, got {kind!r}")
+    return header
+
+
+def _field(header: dict, name: str, types: type | tuple[type, ...], optional: bool = False):
+    if name not in header:
+        if optional:
+            return None
+        raise WireFormatError(f"header lacks {name!r}")
+    value = header[name]
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, types):
+        raise WireFormatError(f"expected {name} of type {types}, got {value!r}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise WireFormatError(f"expected a finite {name}, got {value!r}")
+    return value
+
+
+def _stream_id(header: dict) -> str:
+    stream_id = _field(header, "stream_id", str)
+    if not stream_id or len(stream_id) > 200:
+        raise WireFormatError(f"expected a stream_id of 1..200 characters, got {stream_id!r}")
+    return stream_id
+
+
+def peek_stream_id(parts: Sequence[bytes]) -> str | None:
+    """Best-effort stream id of a message that failed to decode, for the log line."""
+    try:
+        header = json.loads(bytes(parts[0][:MAX_HEADER_BYTES]).decode("utf-8"))
+        value = header.get("stream_id") if isinstance(header, dict) else None
+        return value if isinstance(value, str) else None
+    except Exception:  # noqa: BLE001 - any garbage means "unknown"
+        return None
+
+
+@dataclass(frozen=True)
+class FrameMessage:
+    """A sampled frame on its way to a worker.
+
+    Attributes:
+        stream_id: the stream it belongs to.
+        frame_index: index among all decoded frames of the stream (not only sampled ones).
+        pts_s: presentation time in seconds, or None.
+        capture_time_s: Unix time the producer read the frame (latency origin).
+        image_bgr: ``(height, width, 3)`` uint8 BGR pixels.
+        want_thumbnail: ask the worker to send back a small annotated JPEG.
+    """
+
+    stream_id: str
+    frame_index: int
+    pts_s: float | None
+    capture_time_s: float
+    image_bgr: np.ndarray = field(repr=False)
+    want_thumbnail: bool = False
+
+    def __post_init__(self) -> None:
+        shape = self.image_bgr.shape
+        if self.image_bgr.dtype != np.uint8 or len(shape) != 3 or shape[2] != 3:
+            raise ValueError(f"expected a (height, width, 3) uint8 image, got {shape}")
+        if self.frame_index < 0:
+            raise ValueError(f"expected frame_index >= 0, got {self.frame_index}")
+
+    def encode(self) -> list[bytes]:
+        header = {
+            "schema_version": SCHEMA_VERSION,
+            "kind": _FRAME_KIND,
+            "stream_id": self.stream_id,
+            "frame_index": self.frame_index,
+            "pts_s": self.pts_s,
+            "capture_time_s": self.capture_time_s,
+            "shape": list(self.image_bgr.shape),
+            "dtype": "uint8",
+            "want_thumbnail": self.want_thumbnail,
+        }
+        pixels = np.ascontiguousarray(self.image_bgr)
+        return [json.dumps(header).encode("utf-8"), pixels.data]
+
+    @classmethod
+    def decode(cls, parts: Sequence[bytes]) -> "FrameMessage":
+        if len(parts) != 2:
+            raise WireFormatError(f"expected 2 frame parts, got {len(parts)}")
+        header = _load_header(parts[0], _FRAME_KIND)
+        shape = _field(header, "shape", list)
+        if len(shape) != 3 or any(isinstance(v, bool) or not isinstance(v, int) for v in shape):
+            raise WireFormatError(f"expected shape [height, width, 3], got {shape!r}")
+        height, width, channels = shape
+        if channels != 3 or not (0 < height <= MAX_SIDE_PX and 0 < width <= MAX_SIDE_PX):
+            raise WireFormatError(f"expected shape [1..{MAX_SIDE_PX}, 1..{MAX_SIDE_PX}, 3], got {shape}")
+        if header.get("dtype") != "uint8":
+            raise WireFormatError(f"expected dtype 'uint8', got {header.get('dtype')!r}")
+        pixels = parts[1]
+        expected_bytes = height * width * 3
+        if len(pixels) != expected_bytes:
+            raise WireFormatError(
+                f"expected {expected_bytes} pixel bytes for shape {shape}, got {len(pixels)}"
+            )
+        frame_index = _field(header, "frame_index", int)
+        if frame_index < 0:
+            raise WireFormatError(f"expected frame_index >= 0, got {frame_index}")
+        pts = _field(header, "pts_s", (int, float), optional=True)
+        image = np.frombuffer(pixels, dtype=np.uint8).reshape(height, width, 3)
+        return cls(
+            stream_id=_stream_id(header),
+            frame_index=frame_index,
+            pts_s=None if pts is None else float(pts),
+            capture_time_s=float(_field(header, "capture_time_s", (int, float))),
+            image_bgr=image,
+            want_thumbnail=bool(header.get("want_thumbnail", False)),
+        )
+
+
+@dataclass(frozen=True)
+class FaceResult:
+    """One face in a scored frame. ``fake_probability`` is in [0, 1]."""
+
+    box_xyxy: tuple[float, float, float, float]
+    detector_confidence: float
+    fake_probability: float
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.fake_probability <= 1.0:
+            raise ValueError(f"expected fake_probability in [0, 1], got {self.fake_probability}")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "box_xyxy": [round(float(v), 1) for v in self.box_xyxy],
+            "detector_confidence": round(float(self.detector_confidence), 4),
+            "fake_probability": round(float(self.fake_probability), 6),
+        }
+
+    @classmethod
+    def from_json(cls, raw: Any) -> "FaceResult":
+        if not isinstance(raw, dict):
+            raise WireFormatError(f"expected a face object, got {raw!r}")
+        box = raw.get("box_xyxy")
+        if not isinstance(box, list) or len(box) != 4:
+            raise WireFormatError(f"expected box_xyxy of 4 numbers, got {box!r}")
+        try:
+            return cls(
+                box_xyxy=tuple(float(v) for v in box),
+                detector_confidence=float(raw["detector_confidence"]),
+                fake_probability=float(raw["fake_probability"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise WireFormatError(f"bad face object {raw!r}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class ResultMessage:
+    """A worker's answer for one frame: its faces (empty = no face) or an error.
+
+    Attributes:
+        timings_ms: per-stage times for this frame's batch share: ``queue``, ``detect``,
+            ``classify`` (milliseconds).
+        thumbnail_jpeg: small annotated JPEG when the frame asked for one.
+    """
+
+    stream_id: str
+    frame_index: int
+    pts_s: float | None
+    capture_time_s: float
+    faces: tuple[FaceResult, ...]
+    worker_id: str
+    batch_size: int
+    timings_ms: dict[str, float]
+    error: str | None = None
+    thumbnail_jpeg: bytes | None = field(default=None, repr=False)
+
+    def encode(self) -> list[bytes]:
+        header = {
+            "schema_version": SCHEMA_VERSION,
+            "kind": _RESULT_KIND,
+            "stream_id": self.stream_id,
+            "frame_index": self.frame_index,
+            "pts_s": self.pts_s,
+            "capture_time_s": self.capture_time_s,
+            "faces": [face.to_json() for face in self.faces],
+            "worker_id": self.worker_id,
+            "batch_size": self.batch_size,
+            "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()},
+            "error": self.error,
+        }
+        parts = [json.dumps(header).encode("utf-8")]
+        if self.thumbnail_jpeg is not None:
+            parts.append(self.thumbnail_jpeg)
+        return parts
+
+    @classmethod
+    def decode(cls, parts: Sequence[bytes]) -> "ResultMessage":
+        if len(parts) not in (1, 2):
+            raise WireFormatError(f"expected 1 or 2 result parts, got {len(parts)}")
+        header = _load_header(parts[0], _RESULT_KIND)
+        faces = _field(header, "faces", list)
+        timings = _field(header, "timings_ms", dict)
+        thumbnail = bytes(parts[1]) if len(parts) == 2 else None
+        if thumbnail is not None and len(thumbnail) > MAX_THUMBNAIL_BYTES:
+            raise WireFormatError(f"thumbnail of {len(thumbnail)} bytes is too large")
+        pts = _field(header, "pts_s", (int, float), optional=True)
+        try:
+            timings_ms = {str(k): float(v) for k, v in timings.items()}
+        except (TypeError, ValueError):
+            raise WireFormatError(f"expected numeric timings_ms, got {timings!r}") from None
+        return cls(
+            stream_id=_stream_id(header),
+            frame_index=_field(header, "frame_index", int),
+            pts_s=None if pts is None else float(pts),
+            capture_time_s=float(_field(header, "capture_time_s", (int, float))),
+            faces=tuple(FaceResult.from_json(face) for face in faces),
+            worker_id=_field(header, "worker_id", str),
+            batch_size=_field(header, "batch_size", int),
+            timings_ms=timings_ms,
+            error=_field(header, "error", str, optional=True),
+            thumbnail_jpeg=thumbnail,
+        )
+
+
+@dataclass(frozen=True)
+class WorkerStats:
+    """A worker's periodic report: liveness and counts of what it received."""
+
+    worker_id: str
+    pid: int
+    frames_scored: int
+    malformed_messages: int
+    is_ready: bool
+    is_stopping: bool = False
+
+    def encode(self) -> list[bytes]:
+        header = {
+            "schema_version": SCHEMA_VERSION,
+            "kind": _STATS_KIND,
+            "worker_id": self.worker_id,
+            "pid": self.pid,
+            "frames_scored": self.frames_scored,
+            "malformed_messages": self.malformed_messages,
+            "is_ready": self.is_ready,
+            "is_stopping": self.is_stopping,
+        }
+        return [json.dumps(header).encode("utf-8")]
+
+    @classmethod
+    def decode(cls, parts: Sequence[bytes]) -> "WorkerStats":
+        if len(parts) != 1:
+            raise WireFormatError(f"expected 1 stats part, got {len(parts)}")
+        header = _load_header(parts[0], _STATS_KIND)
+        return cls(
+            worker_id=_field(header, "worker_id", str),
+            pid=_field(header, "pid", int),
+            frames_scored=_field(header, "frames_scored", int),
+            malformed_messages=_field(header, "malformed_messages", int),
+            is_ready=bool(header.get("is_ready")),
+            is_stopping=bool(header.get("is_stopping")),
+        )
+
+
+def decode_worker_output(parts: Sequence[bytes]) -> ResultMessage | WorkerStats:
+    """Decode a message on the results socket: a frame result or a worker's stats."""
+    if not parts:
+        raise WireFormatError("expected at least one part, got none")
+    try:
+        kind = json.loads(bytes(parts[0][:MAX_HEADER_BYTES]).decode("utf-8")).get("kind")
+    except Exception:  # noqa: BLE001 - reported below as malformed
+        kind = None
+    if kind == _STATS_KIND:
+        return WorkerStats.decode(parts)
+    return ResultMessage.decode(parts)

@@ -1,0 +1,271 @@
+"""A pool worker: pull frames from any stream over ZeroMQ, batch them, score, push results.
+
+Batches close at ``workers.max_batch`` frames or ``workers.max_wait_ms`` after their first
+frame, whichever comes first. A malformed message is counted, logged with its stream id and
+dropped; it never stops the worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import zmq
+
+from detector.config import Config
+from detector.errors import DetectorError, WireFormatError
+from detector.face_detect import make_face_detector
+from detector.frame_scorer import FrameScorer
+from detector.model_card import ModelCard, card_path_for, load_model_card
+from detector.thumbnail import render_thumbnail
+from detector.wire import FrameMessage, ResultMessage, WorkerStats, peek_stream_id
+
+log = logging.getLogger(__name__)
+
+STATS_INTERVAL_S = 2.0
+
+
+@dataclass(frozen=True)
+class WorkerEndpoints:
+    frames: str
+    results: str
+
+
+def results_endpoint_for(frames_endpoint: str) -> str:
+    """Default results endpoint of a remote pool: the frames port + 1 (tcp) or ``…-results``."""
+    if frames_endpoint.startswith("tcp://"):
+        host, _, port = frames_endpoint[len("tcp://"):].rpartition(":")
+        if not port.isdigit():
+            raise ValueError(f"expected tcp://HOST:PORT, got {frames_endpoint!r}")
+        return f"tcp://{host}:{int(port) + 1}"
+    return frames_endpoint + "-results"
+
+
+def resolve_face_detector_kind(config: Config, card: ModelCard) -> str:
+    """``faces.detector = auto`` → the card's detector if usable, else Haar (with a log line)."""
+    kind = config.faces.detector
+    if kind != "auto":
+        return kind
+    if card.face_detector == "yunet":
+        if config.resolve_path(config.faces.yunet_model).is_file():
+            return "yunet"
+        log.warning(
+            "model %s was trained with YuNet crops but %s is missing; using the Haar cascade. "
+            "Run `deepfake-detector fetch-yunet` for the faster, more accurate detector.",
+            card.name, config.resolve_path(config.faces.yunet_model),
+        )
+        return "haar"
+    return card.face_detector
+
+
+def load_card(config: Config) -> ModelCard:
+    return load_model_card(card_path_for(config.resolve_path(config.model.dir), config.model.name))
+
+
+def build_frame_scorer(config: Config, threads: int = 0) -> FrameScorer:
+    """Load the configured model card, face detector and runtime."""
+    from detector.runtime import load_runtime
+
+    card = load_card(config)
+    detector = make_face_detector(
+        resolve_face_detector_kind(config, card),
+        yunet_model=config.resolve_path(config.faces.yunet_model),
+        detect_width_px=config.faces.detect_width_px,
+        min_face_px=config.faces.min_face_px,
+        max_faces=config.faces.max_faces,
+    )
+    runtime = load_runtime(card, config.workers.runtime, threads)
+    return FrameScorer(card, detector, runtime)
+
+
+class Worker:
+    """The batching loop of one worker process (or thread, in tests)."""
+
+    def __init__(
+        self,
+        config: Config,
+        endpoints: WorkerEndpoints,
+        worker_id: str,
+        scorer: FrameScorer,
+        context: zmq.Context | None = None,
+    ):
+        self.config = config
+        self.worker_id = worker_id
+        self.scorer = scorer
+        self.frames_scored = 0
+        self.malformed_messages = 0
+        self._context = context or zmq.Context.instance()
+        self._pull = self._context.socket(zmq.PULL)
+        self._pull.setsockopt(zmq.RCVHWM, max(2, config.workers.max_batch))
+        self._pull.setsockopt(zmq.LINGER, 0)
+        self._pull.connect(endpoints.frames)
+        self._push = self._context.socket(zmq.PUSH)
+        self._push.setsockopt(zmq.LINGER, 2000)
+        self._push.connect(endpoints.results)
+        self._last_stats_s = 0.0
+
+    def close(self) -> None:
+        self._send_stats(is_ready=False, is_stopping=True)
+        self._pull.close()
+        self._push.close()
+
+    def _send_stats(self, is_ready: bool = True, is_stopping: bool = False) -> None:
+        stats = WorkerStats(
+            worker_id=self.worker_id,
+            pid=os.getpid(),
+            frames_scored=self.frames_scored,
+            malformed_messages=self.malformed_messages,
+            is_ready=is_ready,
+            is_stopping=is_stopping,
+        )
+        self._push.send_multipart(stats.encode())
+        self._last_stats_s = time.monotonic()
+
+    def _decode(self, parts: list[bytes]) -> FrameMessage | None:
+        try:
+            return FrameMessage.decode(parts)
+        except WireFormatError as exc:
+            self.malformed_messages += 1
+            log.warning(
+                "worker %s dropped a malformed frame message from stream %s: %s",
+                self.worker_id, peek_stream_id(parts) or "<unknown>", exc,
+            )
+            return None
+
+    def collect_batch(self, stop: threading.Event) -> list[tuple[FrameMessage, float]]:
+        """Wait for a first frame, then gather more until the batch is full or times out."""
+        batch: list[tuple[FrameMessage, float]] = []
+        max_batch = self.config.workers.max_batch
+        max_wait_s = self.config.workers.max_wait_ms / 1000.0
+        deadline = None
+        while len(batch) < max_batch and not stop.is_set():
+            if deadline is None:
+                timeout_ms = 200
+            else:
+                remaining_s = deadline - time.monotonic()
+                if remaining_s <= 0:
+                    break
+                timeout_ms = max(0, int(remaining_s * 1000))
+            if not self._pull.poll(timeout_ms):
+                if deadline is None:
+                    if time.monotonic() - self._last_stats_s > STATS_INTERVAL_S:
+                        self._send_stats()
+                    continue
+                break
+            while len(batch) < max_batch:
+                try:
+                    parts = self._pull.recv_multipart(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                message = self._decode(parts)
+                if message is None:
+                    continue
+                batch.append((message, time.time()))
+                if deadline is None:
+                    deadline = time.monotonic() + max_wait_s
+        return batch
+
+    def score_batch(self, batch: list[tuple[FrameMessage, float]]) -> None:
+        frames = [message.image_bgr for message, _ in batch]
+        error = None
+        try:
+            results, timings = self.scorer.score_frames(frames)
+        except Exception as exc:  # noqa: BLE001 - report the failure per frame, keep serving
+            log.exception("worker %s: scoring a batch of %d frames failed", self.worker_id, len(batch))
+            error = f"scoring failed: {exc.__class__.__name__}: {exc}"
+            results, timings = [[] for _ in batch], None
+        n = len(batch)
+        for (message, received_s), faces in zip(batch, results):
+            timings_ms = {"queue": (received_s - message.capture_time_s) * 1000.0}
+            if timings is not None:
+                timings_ms.update(
+                    detect=timings.detect_s * 1000.0 / n,
+                    crop=timings.crop_s * 1000.0 / n,
+                    classify=timings.classify_s * 1000.0 / n,
+                )
+            thumbnail = None
+            if message.want_thumbnail and error is None:
+                thumbnail = render_thumbnail(message.image_bgr, faces, self.scorer.card.threshold)
+            result = ResultMessage(
+                stream_id=message.stream_id,
+                frame_index=message.frame_index,
+                pts_s=message.pts_s,
+                capture_time_s=message.capture_time_s,
+                faces=tuple(faces),
+                worker_id=self.worker_id,
+                batch_size=n,
+                timings_ms=timings_ms,
+                error=error,
+                thumbnail_jpeg=thumbnail,
+            )
+            self._push.send_multipart(result.encode())
+        self.frames_scored += n
+
+    def run(self, stop: threading.Event, parent_pid: int | None = None) -> None:
+        """Serve until ``stop`` is set (or the parent process disappears)."""
+        self._send_stats()
+        log.info("worker %s ready (pid %d)", self.worker_id, os.getpid())
+        while not stop.is_set():
+            if parent_pid is not None and os.getppid() != parent_pid:
+                log.warning("worker %s: parent process exited; stopping", self.worker_id)
+                break
+            batch = self.collect_batch(stop)
+            if batch:
+                self.score_batch(batch)
+            if time.monotonic() - self._last_stats_s > STATS_INTERVAL_S:
+                self._send_stats()
+
+
+def worker_process_main(
+    config: Config, endpoints: WorkerEndpoints, worker_id: str, stop, log_level: int
+) -> None:
+    """Entry point of a worker process started by the service (multiprocessing 'spawn')."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the service drains on Ctrl-C, then tells us
+    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    parent_pid = os.getppid()
+    from detector.runtime import native_stderr_silenced, warm_up
+
+    try:
+        with native_stderr_silenced(log_level > logging.DEBUG):
+            scorer = build_frame_scorer(config, threads=config.workers.resolved_threads())
+            warm_up(scorer.runtime, scorer.card.input_size_px)
+    except DetectorError as exc:
+        log.error("worker %s cannot start: %s", worker_id, exc)
+        raise SystemExit(2) from None
+    worker = Worker(config, endpoints, worker_id, scorer)
+    try:
+        worker.run(stop, parent_pid=parent_pid)
+    finally:
+        worker.close()
+
+
+def run_remote_worker(config: Config, frames_endpoint: str, results_endpoint: str) -> int:
+    """``deepfake-detector worker --connect …``: join a pool on another host until Ctrl-C."""
+    stop = threading.Event()
+
+    def on_signal(signum, _frame):
+        log.info("stopping worker after the current batch")
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    scorer = build_frame_scorer(config, threads=config.workers.resolved_threads())
+    worker_id = f"{socket.gethostname()}-{os.getpid()}"
+    worker = Worker(config, WorkerEndpoints(frames_endpoint, results_endpoint), worker_id, scorer)
+    log.info("worker %s connected to %s (results to %s)", worker_id, frames_endpoint, results_endpoint)
+    try:
+        worker.run(stop)
+    finally:
+        worker.close()
+    return 0
+
+
+def default_yunet_path(config: Config) -> Path:
+    return config.resolve_path(config.faces.yunet_model)

@@ -1,0 +1,246 @@
+"""The producer hub: one reader thread per source, sampling and backpressure, and one sender
+thread that round-robins the streams' buffers onto the pool's ZeroMQ PUSH socket."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+import zmq
+
+from detector.errors import SourceError
+from detector.wire import FrameMessage
+from producers.backpressure import DROP_OLDEST, LOSSLESS, FrameBuffer
+from producers.base import Source
+from detector.sampling import is_sampled
+
+log = logging.getLogger(__name__)
+
+# Status names published for every stream (docs/redis.md).
+CONNECTING = "connecting"
+RUNNING = "running"
+RECONNECTING = "reconnecting"
+STALLED = "stalled"
+DRAINING = "draining"
+FINISHED = "finished"
+FAILED = "failed"
+STOPPED = "stopped"
+
+
+@dataclass
+class StreamCounters:
+    """What a producer has done with one stream so far (mutated by its reader thread only)."""
+
+    frames_read: int = 0
+    frames_sampled: int = 0
+    frames_dropped: int = 0
+    frames_sent: int = 0
+    reconnects: int = 0
+
+
+@dataclass
+class StreamHandle:
+    source: Source
+    stride: int
+    buffer: FrameBuffer
+    counters: StreamCounters = field(default_factory=StreamCounters)
+    stop: threading.Event = field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
+    last_thumbnail_s: float = 0.0
+    is_done: bool = False
+
+
+StatusCallback = Callable[[str, str, dict], None]
+ReaderLoop = Callable[["ProducerHub", StreamHandle], None]
+
+
+class ProducerHub:
+    """Reads sources and pushes sampled frames to the worker pool.
+
+    Args:
+        socket: a bound or connected ZeroMQ PUSH socket (used by the sender thread only).
+        on_status: called as ``on_status(stream_id, status, info)`` from reader threads; info
+            holds counters and, for ``finished``/``failed``, ``frames_sampled`` and ``error``.
+        thumbnail_interval_s: at most one frame per stream per interval asks for a thumbnail.
+        live_buffer_frames: capacity of a live stream's drop-oldest buffer.
+    """
+
+    def __init__(
+        self,
+        socket: zmq.Socket,
+        on_status: StatusCallback,
+        thumbnail_interval_s: float = 1.0,
+        live_buffer_frames: int = 2,
+        file_buffer_frames: int = 4,
+    ):
+        self._socket = socket
+        self._on_status = on_status
+        self._thumbnail_interval_s = thumbnail_interval_s
+        self._live_buffer_frames = live_buffer_frames
+        self._file_buffer_frames = file_buffer_frames
+        self._streams: dict[str, StreamHandle] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._wakeup = threading.Event()
+        self._sender = threading.Thread(target=self._send_loop, name="zmq-sender", daemon=True)
+        self._sender.start()
+        self.reader_loops: dict[bool, ReaderLoop] = {False: run_file_reader}
+
+    # --- public API -------------------------------------------------------------------------
+    def add(self, source: Source, stride: int) -> StreamHandle:
+        """Start reading ``source``; frames ``0, stride, 2*stride, …`` go to the pool."""
+        with self._lock:
+            existing = self._streams.get(source.stream_id)
+            if existing is not None and not existing.is_done:
+                raise SourceError(f"stream id {source.stream_id!r} is already running")
+            policy = DROP_OLDEST if source.is_live else LOSSLESS
+            capacity = self._live_buffer_frames if source.is_live else self._file_buffer_frames
+            handle = StreamHandle(source, stride, FrameBuffer(capacity, policy))
+            self._streams[source.stream_id] = handle
+        loop = self.reader_loops.get(source.is_live)
+        if loop is None:
+            raise SourceError(f"no reader for {'live' if source.is_live else 'file'} sources")
+        handle.thread = threading.Thread(
+            target=loop, args=(self, handle), name=f"reader-{source.stream_id}", daemon=True
+        )
+        handle.thread.start()
+        return handle
+
+    def remove(self, stream_id: str, timeout_s: float = 5.0) -> bool:
+        """Stop reading a stream; frames already sent are still scored. False if unknown."""
+        with self._lock:
+            handle = self._streams.get(stream_id)
+        if handle is None:
+            return False
+        handle.stop.set()
+        handle.buffer.close()
+        if handle.thread is not None:
+            handle.thread.join(timeout_s)
+        return True
+
+    def handles(self) -> list[StreamHandle]:
+        with self._lock:
+            return list(self._streams.values())
+
+    def handle(self, stream_id: str) -> StreamHandle | None:
+        with self._lock:
+            return self._streams.get(stream_id)
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Stop every reader, then the sender."""
+        for handle in self.handles():
+            handle.stop.set()
+            handle.buffer.close()
+        for handle in self.handles():
+            if handle.thread is not None:
+                handle.thread.join(timeout_s)
+        self._stop.set()
+        self._wakeup.set()
+        self._sender.join(timeout_s)
+
+    # --- used by reader loops ---------------------------------------------------------------
+    def report(self, handle: StreamHandle, status: str, **info) -> None:
+        counters = handle.counters
+        handle.counters.frames_dropped = handle.buffer.dropped
+        info = {
+            "frames_read": counters.frames_read,
+            "frames_sampled": counters.frames_sampled,
+            "frames_dropped": counters.frames_dropped,
+            "reconnects": counters.reconnects,
+            **info,
+        }
+        try:
+            self._on_status(handle.source.stream_id, status, info)
+        except Exception:  # noqa: BLE001 - a sink failure must not kill a reader
+            log.exception("status callback failed for stream %s", handle.source.stream_id)
+
+    def offer(self, handle: StreamHandle, frame) -> None:
+        """Count a decoded frame and queue it if it is sampled (blocking for lossless)."""
+        counters = handle.counters
+        counters.frames_read += 1
+        if not is_sampled(frame.frame_index, handle.stride):
+            return
+        counters.frames_sampled += 1
+        now = time.monotonic()
+        want_thumbnail = now - handle.last_thumbnail_s >= self._thumbnail_interval_s
+        if want_thumbnail:
+            handle.last_thumbnail_s = now
+        message = FrameMessage(
+            stream_id=handle.source.stream_id,
+            frame_index=frame.frame_index,
+            pts_s=frame.pts_s,
+            capture_time_s=frame.capture_time_s,
+            image_bgr=frame.image_bgr,
+            want_thumbnail=want_thumbnail,
+        )
+        while not handle.stop.is_set():
+            if handle.buffer.put(message, timeout_s=0.2):
+                break
+        counters.frames_dropped = handle.buffer.dropped
+        self._wakeup.set()
+
+    def wait_sent(self, handle: StreamHandle, timeout_s: float | None = None) -> bool:
+        """Wait until the stream's buffer is empty (all sampled frames handed to ZeroMQ)."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while len(handle.buffer) and not handle.stop.is_set():
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return not len(handle.buffer)
+
+    # --- sender -----------------------------------------------------------------------------
+    def _send_loop(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self._socket, zmq.POLLOUT)
+        while not self._stop.is_set():
+            sent_any = False
+            for handle in self.handles():
+                message = handle.buffer.get_nowait()
+                if message is None:
+                    continue
+                parts = message.encode()
+                while not self._stop.is_set():
+                    if poller.poll(100):
+                        self._socket.send_multipart(parts, copy=False)
+                        handle.counters.frames_sent += 1
+                        sent_any = True
+                        break
+            if not sent_any:
+                self._wakeup.wait(0.05)
+                self._wakeup.clear()
+
+
+def run_file_reader(hub: ProducerHub, handle: StreamHandle) -> None:
+    """Reader loop of a file source: read to the end once, losslessly."""
+    source = handle.source
+    hub.report(handle, CONNECTING, source=source.display_url, kind="file")
+    try:
+        source.open()
+        hub.report(handle, RUNNING, source=source.display_url, kind="file")
+        for frame in source.frames():
+            if handle.stop.is_set():
+                break
+            hub.offer(handle, frame)
+    except SourceError as exc:
+        log.warning("stream %s failed: %s", source.stream_id, exc)
+        handle.is_done = True
+        hub.report(handle, FAILED, error=str(exc))
+        return
+    except Exception as exc:  # noqa: BLE001 - one broken stream must not stop the others
+        log.exception("stream %s: unexpected reader error", source.stream_id)
+        handle.is_done = True
+        hub.report(handle, FAILED, error=f"{source.display_url}: unexpected error ({exc})")
+        return
+    finally:
+        source.close()
+    hub.wait_sent(handle)
+    handle.is_done = True
+    status = STOPPED if handle.stop.is_set() else DRAINING
+    hub.report(handle, status, eof=True, frames_sent=handle.counters.frames_sent)
+
+
+def iter_handles_done(handles: Iterable[StreamHandle]) -> bool:
+    return all(h.is_done for h in handles)

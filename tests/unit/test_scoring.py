@@ -1,0 +1,52 @@
+import pytest
+
+from detector.scoring import FAKE, NO_FACE, REAL, RollingScore, aggregate_video, frame_score, verdict
+
+
+@pytest.mark.parametrize("probabilities,expected", [([], None), ([0.2], 0.2), ([0.1, 0.9, 0.4], 0.9)])
+def test_frame_score_is_the_most_suspicious_face(probabilities, expected):
+    assert frame_score(probabilities) == expected
+
+
+@pytest.mark.parametrize("score,expected", [(None, NO_FACE), (0.0, REAL), (0.499, REAL), (0.5, FAKE), (1.0, FAKE)])
+def test_verdict_at_threshold(score, expected):
+    assert verdict(score, 0.5) == expected
+
+
+def test_no_face_is_none_never_a_number():
+    assert aggregate_video([None, None]) is None
+    assert aggregate_video([]) is None
+    assert aggregate_video([None, 0.2, 0.4]) == pytest.approx(0.3)
+
+
+def test_rolling_score_covers_the_latest_window_by_index():
+    rolling = RollingScore(window=3)
+    assert rolling.add(0, 0.9) == pytest.approx(0.9)
+    assert rolling.add(4, None) == pytest.approx(0.9)
+    assert rolling.add(8, 0.3) == pytest.approx(0.6)
+    # frame 12 pushes frame 0 out of the window
+    assert rolling.add(12, 0.1) == pytest.approx(0.2)
+    # a late result older than the window changes nothing
+    assert rolling.add(2, 1.0) == pytest.approx(0.2)
+
+
+def test_rolling_score_is_order_independent():
+    scores = {0: 0.1, 4: 0.5, 8: 0.9, 12: None, 16: 0.3}
+    forward, backward = RollingScore(3), RollingScore(3)
+    for i in sorted(scores):
+        forward.add(i, scores[i])
+    for i in sorted(scores, reverse=True):
+        backward.add(i, scores[i])
+    assert forward.value() == pytest.approx(backward.value()) == pytest.approx(0.6)
+
+
+def test_rolling_window_of_only_faceless_frames_is_none():
+    rolling = RollingScore(2)
+    rolling.add(0, 0.8)
+    rolling.add(4, None)
+    assert rolling.add(8, None) is None
+
+
+def test_rolling_window_must_be_positive():
+    with pytest.raises(ValueError):
+        RollingScore(0)
