@@ -1,0 +1,135 @@
+"""The command line: exit codes and one-sentence errors, run as a real subprocess."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import wait_until
+
+
+def cli(*args, cwd=None, timeout=120):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, "-m", "app.cli", *args], capture_output=True,
+                          text=True, timeout=timeout, cwd=cwd, env=env)
+
+
+def write_config(tmp_path: Path, tiny_model_dir: Path, extra: str = "") -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(
+        f'[model]\nname = "tiny_b0"\ndir = "{tiny_model_dir}"\n'
+        '[faces]\ndetector = "haar"\n[workers]\ncount = 1\n[redis]\nembedded_port = 0\n'
+        '[metrics]\nenabled = false\n' + extra, encoding="utf-8")
+    return path
+
+
+def test_help_explains_every_subcommand():
+    result = cli("--help")
+    assert result.returncode == 0
+    for command in ("replay", "run", "watch", "worker", "attach", "detach"):
+        assert command in result.stdout
+    replay_help = cli("replay", "--help").stdout
+    assert "--config" in replay_help and "--redis-url" in replay_help and "--report" in replay_help
+
+
+@pytest.mark.parametrize("extra,message", [
+    ("[sampling]\nstride = 0\n", "error: sampling.stride must be >= 1, got 0"),
+    ("[workers]\nmax_batch = 0\n", "workers.max_batch must be >= 1, got 0"),
+    ("[bogus]\n", "unknown config section 'bogus'"),
+])
+def test_bad_config_values_are_one_sentence_and_exit_2(tmp_path, tiny_model_dir, extra, message):
+    config = tmp_path / "bad.toml"
+    if "workers" in extra:
+        config.write_text(f'[model]\ndir = "{tiny_model_dir}"\n' + extra)
+    else:
+        config = write_config(tmp_path, tiny_model_dir, extra)
+    result = cli("replay", "--config", str(config), "x.mp4")
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_config_file(tmp_path):
+    result = cli("replay", "--config", str(tmp_path / "nope.toml"), "x.mp4")
+    assert result.returncode == 2 and "config file" in result.stderr and "not found" in result.stderr
+
+
+def test_missing_model_card_says_what_to_do(tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text(f'[model]\nname = "nothing"\ndir = "{tmp_path}"\n')
+    result = cli("replay", "--config", str(config), "x.mp4")
+    assert result.returncode == 2 and "model card" in result.stderr and "not found" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unreachable_redis_is_a_plain_error(tmp_path, tiny_model_dir):
+    config = write_config(tmp_path, tiny_model_dir)
+    result = cli("replay", "--config", str(config), "--redis-url", "redis://:pw@127.0.0.1:1/0", "x.mp4")
+    assert result.returncode == 2
+    assert "cannot reach Redis at redis://***@127.0.0.1:1/0" in result.stderr
+    assert ":pw@" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_replay_of_a_missing_file_exits_non_zero_with_the_reason(tmp_path, tiny_model_dir, face_video, redis_server):
+    config = write_config(tmp_path, tiny_model_dir)
+    report = tmp_path / "r.json"
+    result = cli("replay", "--config", str(config), "--redis-url", redis_server.url,
+                 str(tmp_path / "gone.mp4"), str(face_video), "--report", str(report))
+    assert result.returncode == 1
+    assert "file not found" in result.stderr + result.stdout
+    files = json.loads(report.read_text())["files"]
+    assert [f["status"] for f in files] == ["failed", "ok"]
+
+
+def test_run_serves_attach_and_detach_and_stops_cleanly_on_ctrl_c(
+        tmp_path, tiny_model_dir, face_video, redis_server, redis_client):
+    config = write_config(tmp_path, tiny_model_dir)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    service = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "run", "--config", str(config), "--redis-url", redis_server.url],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        wait_until(lambda: redis_client.exists("deepfake:service"), 60, message="service heartbeat")
+        attached = cli("attach", str(face_video), "--id", "cam1", "--config", str(config),
+                       "--redis-url", redis_server.url)
+        assert attached.returncode == 0, attached.stderr
+        assert "attached cam1" in attached.stdout
+
+        def finished():
+            raw = redis_client.hget("deepfake:streams", "cam1")
+            return raw and json.loads(raw)["status"] == "finished"
+
+        wait_until(finished, 90, message="cam1 finished")
+        assert redis_client.xlen("deepfake:history:cam1") == 11
+        again = cli("detach", "nope", "--config", str(config), "--redis-url", redis_server.url)
+        assert again.returncode == 1 and "no stream with id 'nope'" in again.stdout
+        bad = cli("attach", str(tmp_path / "gone.mp4"), "--id", "gone", "--config", str(config),
+                  "--redis-url", redis_server.url)
+        assert bad.returncode == 0  # accepted; the stream itself then fails
+        wait_until(lambda: (raw := redis_client.hget("deepfake:streams", "gone")) and
+                   json.loads(raw)["status"] == "failed", 30, message="gone failed")
+    finally:
+        service.send_signal(signal.SIGINT)
+        output, _ = service.communicate(timeout=60)
+    assert service.returncode == 0, output
+    assert "Traceback" not in output
+
+
+def test_attach_without_a_service_times_out_with_a_clear_error(tmp_path, tiny_model_dir, redis_server):
+    config = write_config(tmp_path, tiny_model_dir)
+    result = cli("attach", "clip.mp4", "--timeout", "2", "--config", str(config),
+                 "--redis-url", redis_server.url)
+    assert result.returncode == 2 and "no running service answered" in result.stderr
+
+
+def test_watch_once_lists_streams(tmp_path, tiny_model_dir, redis_server, redis_client):
+    redis_client.hset("deepfake:streams", "door", json.dumps(
+        {"status": "running", "rolling_score": 0.81, "verdict": "FAKE", "fps": 7.5}))
+    result = cli("watch", "--once", "--redis-url", redis_server.url)
+    assert result.returncode == 0
+    assert "door" in result.stdout and "FAKE" in result.stdout and "0.810" in result.stdout

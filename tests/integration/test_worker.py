@@ -1,0 +1,83 @@
+"""A worker over real ZeroMQ sockets, batching frames from several streams."""
+
+import threading
+import time
+
+import numpy as np
+import pytest
+import zmq
+
+from detector.wire import FrameMessage, ResultMessage, WorkerStats, decode_worker_output
+from detector.worker import Worker, WorkerEndpoints, build_frame_scorer, results_endpoint_for
+from producers.synthetic import load_face_bgr, make_frame
+
+
+@pytest.fixture
+def pool(make_config):
+    config = make_config(workers={"max_batch": 6, "max_wait_ms": 200})
+    context = zmq.Context()
+    push = context.socket(zmq.PUSH)
+    pull = context.socket(zmq.PULL)
+    frames_port = push.bind_to_random_port("tcp://127.0.0.1")
+    results_port = pull.bind_to_random_port("tcp://127.0.0.1")
+    endpoints = WorkerEndpoints(f"tcp://127.0.0.1:{frames_port}", f"tcp://127.0.0.1:{results_port}")
+    worker = Worker(config, endpoints, "t0", build_frame_scorer(config), context)
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
+    thread.start()
+    yield push, pull, worker
+    stop.set()
+    thread.join(10)
+    worker._pull.close(0)
+    worker._push.close(0)
+    push.close(0)
+    pull.close(0)
+    context.term()
+
+
+def receive_results(pull, count, timeout_s=60):
+    results = []
+    deadline = time.monotonic() + timeout_s
+    while len(results) < count and time.monotonic() < deadline:
+        if pull.poll(200):
+            message = decode_worker_output(pull.recv_multipart())
+            if isinstance(message, ResultMessage):
+                results.append(message)
+    return results
+
+
+def test_frames_from_two_streams_are_scored_in_shared_batches(pool):
+    push, pull, worker = pool
+    face = load_face_bgr()
+    for i in range(6):
+        stream = "a" if i % 2 else "b"
+        image = make_frame(i, 320, 240, face)
+        push.send_multipart(FrameMessage(stream, i, i / 30, time.time(), image).encode())
+    results = receive_results(pull, 6)
+    assert sorted((r.stream_id, r.frame_index) for r in results) == sorted(
+        (("a" if i % 2 else "b"), i) for i in range(6))
+    assert max(r.batch_size for r in results) > 1  # both streams shared a model call
+    assert all(len(r.faces) == 1 for r in results)
+    assert all(0.0 <= r.faces[0].fake_probability <= 1.0 for r in results)
+    assert all(r.timings_ms["classify"] >= 0 for r in results)
+
+
+def test_malformed_messages_are_counted_and_the_worker_keeps_serving(pool, caplog):
+    push, pull, worker = pool
+    push.send_multipart([b"not json", b"xx"])
+    push.send_multipart([b'{"schema_version": 99, "kind": "frame", "stream_id": "cam"}', b""])
+    push.send_multipart([b"only one part"])
+    image = np.zeros((64, 64, 3), np.uint8)
+    push.send_multipart(FrameMessage("cam", 0, None, time.time(), image, want_thumbnail=True).encode())
+    results = receive_results(pull, 1)
+    assert len(results) == 1 and results[0].faces == ()  # no face: an empty list, not a score
+    assert results[0].thumbnail_jpeg[:2] == b"\xff\xd8"
+    assert worker.malformed_messages == 3
+    assert "stream cam" in caplog.text
+
+
+def test_results_endpoint_defaults_to_the_next_port():
+    assert results_endpoint_for("tcp://10.0.0.5:5555") == "tcp://10.0.0.5:5556"
+    assert results_endpoint_for("ipc:///tmp/x/frames") == "ipc:///tmp/x/frames-results"
+    with pytest.raises(ValueError):
+        results_endpoint_for("tcp://host")
