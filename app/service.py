@@ -25,6 +25,7 @@ from detector.redis_sink import RedisSink
 from detector.worker import WorkerEndpoints, load_card, worker_process_main
 from producers.base import Source
 from producers.hub import ProducerHub
+from producers.live import make_live_reader
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,7 @@ class Service:
                 thumbnail_interval_s=self.config.dashboard.thumbnail_interval_s,
                 live_buffer_frames=self.config.sources.live_buffer_frames,
             )
+            self.hub.reader_loops[True] = make_live_reader(self.config.sources)
             self._start_thread("collector", self.collector.run, self._results_socket, self._stop)
             self._start_thread("supervisor", self._supervise)
         except BaseException:

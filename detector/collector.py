@@ -168,6 +168,8 @@ class Collector:
                     self._publish_status(state)
                 return
             state.status = status
+            # Live streams show why they are reconnecting; frames flowing again clear it.
+            state.error = info.get("error") if status in ("reconnecting", "stalled") else None
             self._publish_status(state)
 
     def fail(self, stream_id: str, error: str) -> None:

@@ -14,11 +14,17 @@ from detector.config import Config, mask_url
 from detector.errors import SourceError
 from producers.base import Source
 from producers.file_source import FileSource
+from producers.rtsp_source import make_rtsp_source
+from producers.webcam_source import make_webcam_source
 
 SourceFactory = Callable[[str, str, Config], Source]
 
-# scheme → factory for live sources; filled in by producers/live modules.
-LIVE_KINDS: dict[str, SourceFactory] = {}
+# kind (URL scheme) → factory for live sources.
+LIVE_KINDS: dict[str, SourceFactory] = {
+    "rtsp": make_rtsp_source,
+    "rtsps": make_rtsp_source,
+    "webcam": make_webcam_source,
+}
 
 
 def source_kind(url: str) -> str:

@@ -101,3 +101,34 @@ def write_video(path: Path | str, n_frames: int, width: int = 640, height: int =
         for packet in stream.encode():
             container.mux(packet)
     return path
+
+
+def write_h264_clip(path: Path | str, n_frames: int, width: int = 1280, height: int = 720,
+                    fps: int = 30, keyframe_interval: int = 30, with_face: bool = True) -> Path:
+    """Write a raw H.264 Annex-B clip for a test RTSP server (tests/rtsp_server.py).
+
+    One slice per picture and no B-frames, so each picture is one access unit and can be
+    streamed as-is; a keyframe every ``keyframe_interval`` frames lets clients join quickly.
+
+    Returns:
+        the path written.
+    """
+    path = Path(path)
+    face = load_face_bgr() if with_face else None
+    with av.open(str(path), mode="w", format="h264") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width = width
+        stream.height = height
+        stream.pix_fmt = "yuv420p"
+        stream.thread_type = "FRAME"  # PyAV's default (slice threads) splits pictures into slices
+        stream.options = {"preset": "ultrafast", "crf": "23", "bf": "0",
+                          "g": str(keyframe_interval), "x264-params": "slices=1"}
+        for index in range(n_frames):
+            image = make_frame(index, width, height, face, int(height * 0.6))
+            frame = av.VideoFrame.from_ndarray(image, format="bgr24")
+            frame.pts = index
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path

@@ -1,0 +1,127 @@
+"""Webcams (``webcam:N`` or ``/dev/videoN``) read with OpenCV's ``cv2.VideoCapture``."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from typing import Callable, Iterator, Protocol
+
+import cv2
+import numpy as np
+
+from detector.config import Config
+from detector.errors import SourceError
+from producers.base import SourceFrame
+
+log = logging.getLogger(__name__)
+
+_WEBCAM_RE = re.compile(r"^webcam:(\d{1,3})$")
+_DEVICE_RE = re.compile(r"^/dev/video(\d{1,3})$")
+
+
+class Capture(Protocol):
+    """The part of ``cv2.VideoCapture`` a webcam source uses (tests fake it here)."""
+
+    def isOpened(self) -> bool: ...
+
+    def read(self) -> tuple[bool, np.ndarray | None]: ...
+
+    def set(self, prop_id: int, value: float) -> bool: ...
+
+    def release(self) -> None: ...
+
+
+CaptureFactory = Callable[[int | str], Capture]
+
+
+def parse_webcam_url(url: str) -> int | str:
+    """``webcam:N`` → ``N``; ``/dev/videoN`` → the path.
+
+    Raises:
+        SourceError: anything else (e.g. ``webcam:abc``), which can never work.
+    """
+    match = _WEBCAM_RE.match(url)
+    if match:
+        return int(match.group(1))
+    if _DEVICE_RE.match(url):
+        return url
+    raise SourceError(f"{url!r}: expected webcam:N or /dev/videoN")
+
+
+class WebcamSource:
+    """A local camera at its native rate.
+
+    Args:
+        url: ``webcam:N`` or ``/dev/videoN``.
+        stream_id: id to publish under.
+        open_capture: makes the capture object (default ``cv2.VideoCapture``).
+        open_timeout_s: asked of the backend where it supports it.
+        read_timeout_s: asked of the backend where it supports it.
+
+    Raises:
+        SourceError: a malformed URL.
+    """
+
+    is_live = True
+
+    def __init__(self, url: str, stream_id: str, open_capture: CaptureFactory | None = None,
+                 open_timeout_s: float = 10.0, read_timeout_s: float = 20.0):
+        self.device = parse_webcam_url(url)
+        self.stream_id = stream_id
+        self.display_url = url
+        self.open_timeout_s = open_timeout_s
+        self.read_timeout_s = read_timeout_s
+        self._open_capture = open_capture or cv2.VideoCapture
+        self._capture: Capture | None = None
+
+    def open(self) -> None:
+        self.close()
+        try:
+            capture = self._open_capture(self.device)
+        except (cv2.error, OSError) as exc:
+            raise SourceError(f"{self.display_url}: cannot open camera ({exc})") from None
+        if not capture.isOpened():
+            capture.release()
+            raise SourceError(f"{self.display_url}: cannot open camera (missing or busy)")
+        for prop, value_s in (("CAP_PROP_OPEN_TIMEOUT_MSEC", self.open_timeout_s),
+                              ("CAP_PROP_READ_TIMEOUT_MSEC", self.read_timeout_s)):
+            if hasattr(cv2, prop):
+                capture.set(getattr(cv2, prop), value_s * 1000.0)
+        self._capture = capture
+        log.info("stream %s: opened camera %s", self.stream_id, self.display_url)
+
+    def frames(self) -> Iterator[SourceFrame]:
+        """Yield frames until the camera stops delivering them.
+
+        Raises:
+            SourceError: a read failed (camera unplugged, busy or stalled).
+        """
+        if self._capture is None:
+            self.open()
+        index = 0
+        start_s = time.monotonic()
+        while self._capture is not None:
+            try:
+                ok, image = self._capture.read()
+            except cv2.error as exc:
+                raise SourceError(f"{self.display_url}: read failed after {index} frames ({exc})") from None
+            if not ok or image is None:
+                raise SourceError(f"{self.display_url}: camera delivered no frame after {index} frames")
+            if image.ndim == 2:
+                image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+            elif image.shape[2] == 4:
+                image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+            yield SourceFrame(index, time.monotonic() - start_s, time.time(), image)
+            index += 1
+
+    def close(self) -> None:
+        if self._capture is not None:
+            capture, self._capture = self._capture, None
+            capture.release()
+
+
+def make_webcam_source(url: str, stream_id: str, config: Config) -> WebcamSource:
+    """``LIVE_KINDS`` factory: a webcam with the ``[sources]`` timeouts."""
+    return WebcamSource(url, stream_id, open_timeout_s=config.sources.open_timeout_s,
+                        read_timeout_s=config.sources.stall_timeout_s)
