@@ -133,6 +133,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(config, frames=args.frames)
 
 
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from consumers.dashboard import run_dashboard
+
+    config = _load(args)
+    return run_dashboard(config, config.redis.client_url(), host=args.host, port=args.port)
+
+
 # --- parser ---------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -213,6 +220,14 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--frames", type=int, default=240, help="length of the demo clip in frames")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("dashboard", help="web dashboard: live scores, attach/detach, uploads with Grad-CAM",
+                       description="Serve the Plotly Dash dashboard (docs/dashboard.md).",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _common(p)
+    p.add_argument("--host", help="interface to listen on (default dashboard.host = 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (default dashboard.port = 8050)")
+    p.set_defaults(func=cmd_dashboard)
 
     from app import model_commands
 

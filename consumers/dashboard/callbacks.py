@@ -1,0 +1,213 @@
+"""Dash callbacks: poll Redis for the live views, drive the control channel, score uploads."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+from typing import Callable
+
+import dash
+import redis
+from dash import Input, Output, State, html
+from dash.exceptions import PreventUpdate
+
+from consumers.dashboard import layout
+from consumers.dashboard.control_form import attach_target, default_stream_id, mask_in_text
+from consumers.dashboard.figures import history_figure, placeholder_figure, upload_figure
+from consumers.dashboard.gradcam import overlay_heatmap
+from consumers.dashboard.redis_reader import DashboardReader
+from consumers.dashboard.upload import UploadScorer, too_big_message
+from detector.config import mask_url
+from detector.errors import DetectorError, ModelError, RedisUnavailableError, SourceError
+
+log = logging.getLogger(__name__)
+
+CONTROL_TIMEOUT_S = 10.0
+HISTORY_POINTS = 2000
+EXPLAINED_CROPS = 3
+
+
+def _status_banner(reader: DashboardReader, beat: dict | None) -> str:
+    service = (f"service running (pid {beat.get('pid', '?')})" if beat
+               else "no service running: attach needs `deepfake-detector run`")
+    return f"Connected to Redis {reader.display_url} · {service}"
+
+
+def register_callbacks(app: dash.Dash, reader: DashboardReader, uploads: UploadScorer,
+                       control_client: Callable[[], redis.Redis]) -> None:
+    """Wire every callback of :func:`consumers.dashboard.layout.build_layout`'s page."""
+
+    @app.callback(
+        Output("connection-banner", "children"), Output("connection-banner", "style"),
+        Output("streams-table", "children"), Output("stream-select", "options"),
+        Output("stream-select", "value"), Output("table-signature", "data"),
+        Input("refresh", "n_intervals"),
+        State("stream-select", "value"), State("table-signature", "data"),
+    )
+    def refresh_streams(_n, selected, signature):
+        try:
+            streams = reader.streams()
+            beat = reader.service()
+        except RedisUnavailableError:
+            banner = (f"Disconnected: cannot reach Redis at {reader.display_url}; retrying. "
+                      "The last known state is shown below.")
+            new_signature = "disconnected"
+            if signature == new_signature:
+                raise PreventUpdate
+            return (banner, layout.BANNER_DOWN, dash.no_update, dash.no_update, dash.no_update,
+                    new_signature)
+        rows = layout.stream_table_rows(streams)
+        ids = [s.stream_id for s in streams]
+        if selected not in ids:
+            selected = ids[0] if ids else None
+        banner = _status_banner(reader, beat)
+        new_signature = json.dumps([banner, rows, selected])
+        if signature == new_signature:
+            raise PreventUpdate
+        options = [{"label": stream_id, "value": stream_id} for stream_id in ids]
+        return (banner, layout.BANNER_OK, layout.stream_table(rows), options, selected,
+                new_signature)
+
+    @app.callback(
+        Output("history-chart", "figure"), Output("history-signature", "data"),
+        Input("refresh", "n_intervals"), Input("stream-select", "value"),
+        State("history-signature", "data"),
+    )
+    def refresh_history(_n, stream_id, signature):
+        if not stream_id:
+            if signature == "none":
+                raise PreventUpdate
+            return placeholder_figure("no stream selected"), "none"
+        try:
+            last_id = reader.last_history_id(stream_id)
+            new_signature = f"{stream_id}|{last_id}"
+            if signature == new_signature:
+                raise PreventUpdate
+            points = reader.history(stream_id, HISTORY_POINTS)
+            latest = reader.latest(stream_id)
+        except RedisUnavailableError:
+            raise PreventUpdate from None   # keep the last chart; the banner says why
+        threshold = latest.get("threshold") if latest else None
+        return history_figure(stream_id, points, threshold), new_signature
+
+    @app.callback(
+        Output("thumbnail-panel", "children"), Output("thumbnail-signature", "data"),
+        Input("refresh", "n_intervals"), Input("stream-select", "value"),
+        State("thumbnail-signature", "data"),
+    )
+    def refresh_thumbnail(_n, stream_id, signature):
+        if not stream_id:
+            if signature == "none":
+                raise PreventUpdate
+            return html.Div("no stream selected", style={"color": "#777"}), "none"
+        try:
+            jpeg = reader.thumbnail(stream_id)
+            latest = reader.latest(stream_id)
+        except RedisUnavailableError:
+            raise PreventUpdate from None
+        digest = hashlib.sha1(jpeg).hexdigest() if jpeg else "-"
+        new_signature = f"{stream_id}|{digest}|{(latest or {}).get('frame_index')}"
+        if signature == new_signature:
+            raise PreventUpdate
+        return layout.thumbnail_view(stream_id, jpeg, latest), new_signature
+
+    @app.callback(
+        Output("control-reply", "children"), Output("attach-url", "value"),
+        Input("attach-button", "n_clicks"), Input("detach-button", "n_clicks"),
+        State("attach-url", "value"), State("attach-id", "value"), State("attach-stride", "value"),
+        prevent_initial_call=True,
+    )
+    def control(_attach_clicks, _detach_clicks, url_text, stream_id, stride):
+        from app.control import send_request
+
+        op = "attach" if dash.ctx.triggered_id == "attach-button" else "detach"
+        stream_id = (stream_id or "").strip()
+        target = None
+        try:
+            if op == "attach":
+                target = attach_target(url_text or "")
+                stream_id = stream_id or default_stream_id(target)
+                stride = int(stride) if stride else None
+            elif not stream_id:
+                raise ValueError("enter the stream id to detach")
+            reply = send_request(control_client(), reader.keys, op, stream_id, url=target,
+                                 stride=stride, timeout_s=CONTROL_TIMEOUT_S)
+            ok, message = bool(reply.get("ok")), str(reply.get("message", ""))
+        except (ValueError, DetectorError) as exc:
+            ok, message = False, str(exc)
+        except (redis.RedisError, OSError) as exc:
+            ok, message = False, f"cannot reach Redis at {reader.display_url}: {exc}"
+        if target is not None:
+            message = mask_in_text(message, target)
+            log.info("dashboard %s %s (%s): %s", op, stream_id, mask_url(target), message)
+        view = html.Div(f"{op} {stream_id or ''}: {message}", id="control-message",
+                        style={"color": "#225522" if ok else "#8a1c1c"})
+        # A sent URL leaves the form so that no password stays on the page.
+        return view, ("" if ok and op == "attach" else dash.no_update)
+
+    # The size is checked in the browser, so an oversize file is never sent to the server.
+    app.clientside_callback(
+        """
+        function(contents, filename) {
+            if (!contents) { return window.dash_clientside.no_update; }
+            var size = Math.floor((contents.length - contents.indexOf(",") - 1) * 3 / 4);
+            if (size > %d) { return {filename: filename, size_bytes: size}; }
+            return {filename: filename, contents: contents};
+        }
+        """ % uploads.max_bytes,
+        Output("upload-payload", "data"),
+        Input("upload", "contents"), State("upload", "filename"),
+        prevent_initial_call=True,
+    )
+
+    @app.callback(
+        Output("upload-result", "children"),
+        Input("upload-payload", "data"),
+        prevent_initial_call=True,
+    )
+    def score_upload(payload):
+        filename = (payload or {}).get("filename")
+        if payload and payload.get("contents") is None and payload.get("size_bytes"):
+            return layout.error_view(too_big_message(filename or "the file",
+                                                     int(payload["size_bytes"]), uploads.max_bytes))
+        try:
+            result = uploads.score(filename, (payload or {}).get("contents"))
+            explainer = uploads.explainer()
+            explanations = []
+            for crop in result.crops[:EXPLAINED_CROPS]:
+                cam, _ = explainer.explain(crop.crop_rgb)
+                explanations.append((crop, crop.crop_rgb, overlay_heatmap(crop.crop_rgb, cam)))
+        except SourceError as exc:
+            return layout.error_view(str(exc))
+        except ModelError as exc:
+            return layout.error_view(f"the model could not be loaded: {exc}")
+        except DetectorError as exc:
+            return layout.error_view(str(exc))
+        except Exception as exc:  # noqa: BLE001 - the page must say what happened, not hang
+            log.exception("scoring the upload %s failed", filename)
+            return layout.error_view(f"scoring {filename} failed: {exc.__class__.__name__}: {exc}")
+        card = uploads.scorer().card
+        note = None if card.trained else (
+            f"model {card.name} {card.version} is marked trained = false (random weights): "
+            "its scores mean nothing")
+        figure = upload_figure(result.filename, result.frame_indices, result.frame_scores,
+                               result.threshold)
+        return layout.upload_result_view(result, figure, explanations, note)
+
+
+def control_client_factory(redis_url: str, socket_timeout_s: float) -> Callable[[], redis.Redis]:
+    """A lazily created client for control requests: its timeout outlasts BLPOP's 1 s wait."""
+    lock = threading.Lock()
+    holder: list[redis.Redis] = []
+
+    def get() -> redis.Redis:
+        with lock:
+            if not holder:
+                holder.append(redis.Redis.from_url(
+                    redis_url, socket_timeout=max(3.0, socket_timeout_s),
+                    socket_connect_timeout=max(1.0, min(socket_timeout_s, 3.0))))
+            return holder[0]
+
+    return get

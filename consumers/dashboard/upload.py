@@ -1,0 +1,278 @@
+"""Uploads: check size and type before any work, read frames, score them like the workers do."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from detector.errors import SourceError
+from detector.frame_scorer import FrameScorer
+from detector.sampling import is_sampled, spread_evenly
+from detector.scoring import aggregate_video, frame_score, verdict
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".webm", ".mkv", ".avi")
+MAX_UPLOAD_FRAMES = 48   # frames scored per uploaded video, spread over its length
+MAX_CROPS_SHOWN = 6
+SCORE_BATCH = 8
+
+
+@dataclass(frozen=True)
+class UploadCheck:
+    """An upload that passed the checks: what it claims to be and how big it is."""
+
+    filename: str
+    kind: str          # "image" or "video"
+    size_bytes: int
+
+
+@dataclass(frozen=True)
+class FaceCrop:
+    """One face crop as the model saw it."""
+
+    frame_index: int
+    fake_probability: float
+    crop_rgb: np.ndarray   # (s, s, 3) uint8 RGB, s = card.input_size_px
+
+
+@dataclass(frozen=True)
+class UploadResult:
+    """An uploaded item scored through the workers' code path.
+
+    ``frame_scores[i]`` is None when frame ``frame_indices[i]`` had no face; ``score`` is None
+    (verdict NO_FACE) when no frame had one.
+    """
+
+    filename: str
+    kind: str
+    frame_indices: tuple[int, ...]
+    frame_scores: tuple[float | None, ...]
+    score: float | None
+    verdict: str
+    threshold: float
+    crops: tuple[FaceCrop, ...]
+
+    @property
+    def faces_found(self) -> int:
+        return sum(1 for s in self.frame_scores if s is not None)
+
+
+def _split_data_url(contents: str) -> tuple[str, str]:
+    """``data:<mime>;base64,<payload>`` → (mime, payload)."""
+    header, sep, payload = contents.partition(",")
+    if not sep or not header.startswith("data:") or ";base64" not in header:
+        raise SourceError("the upload did not arrive as a base64 data URL; try again")
+    return header[len("data:"):].split(";")[0], payload
+
+
+def decoded_size(payload_b64: str) -> int:
+    """Bytes a base64 payload decodes to, computed without decoding it."""
+    n = len(payload_b64)
+    padding = payload_b64[-2:].count("=") if n else 0
+    return n * 3 // 4 - padding
+
+
+def sniff_kind(head: bytes) -> str | None:
+    """``"image"``, ``"video"`` or None from a file's first bytes (magic numbers)."""
+    if head.startswith(b"\xff\xd8\xff") or head.startswith(b"\x89PNG\r\n\x1a\n") \
+            or head.startswith(b"BM"):
+        return "image"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "image"
+    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+        return "video"
+    if head[4:8] == b"ftyp" or head.startswith(b"\x1a\x45\xdf\xa3"):
+        return "video"
+    return None
+
+
+def too_big_message(filename: str, size_bytes: int, max_bytes: int) -> str:
+    return (f"{Path(filename).name}: the file is {size_bytes / 1e6:.1f} MB; the limit is "
+            f"{max_bytes / 1e6:g} MB (dashboard.max_upload_mb)")
+
+
+def check_upload(filename: str | None, contents: str | None, max_bytes: int) -> UploadCheck:
+    """Check an upload's name, size and first bytes; nothing is decoded or scored yet.
+
+    Args:
+        filename: the name the browser sent.
+        contents: dcc.Upload's ``data:…;base64,…`` string.
+        max_bytes: the size limit (``dashboard.max_upload_mb``).
+    Returns:
+        the checked upload.
+    Raises:
+        SourceError: a sentence for the page: no file, wrong type, too big, empty, or the
+            bytes are not what the extension says.
+    """
+    if not filename or contents is None:
+        raise SourceError("no file was uploaded")
+    name = Path(filename).name
+    extension = Path(name).suffix.lower()
+    if extension in IMAGE_EXTENSIONS:
+        kind = "image"
+    elif extension in VIDEO_EXTENSIONS:
+        kind = "video"
+    else:
+        shown = extension or "(no extension)"
+        raise SourceError(
+            f"{name}: unsupported file type {shown}; upload a video "
+            f"({' '.join(VIDEO_EXTENSIONS)}) or an image ({' '.join(IMAGE_EXTENSIONS)})")
+    _, payload = _split_data_url(contents)
+    size = decoded_size(payload)
+    if size <= 0:
+        raise SourceError(f"{name}: the file is empty")
+    if size > max_bytes:
+        raise SourceError(too_big_message(name, size, max_bytes))
+    try:
+        head = base64.b64decode(payload[:24], validate=True)
+    except (binascii.Error, ValueError):
+        raise SourceError(f"{name}: the upload is corrupted (not base64); try again") from None
+    sniffed = sniff_kind(head)
+    if sniffed != kind:
+        raise SourceError(f"{name}: the content is not a readable {kind} "
+                          f"(its first bytes match no {kind} format)")
+    return UploadCheck(name, kind, size)
+
+
+def decode_contents(contents: str) -> bytes:
+    """The uploaded bytes (call after :func:`check_upload`)."""
+    _, payload = _split_data_url(contents)
+    try:
+        return base64.b64decode(payload)
+    except (binascii.Error, ValueError):
+        raise SourceError("the upload is corrupted (not base64); try again") from None
+
+
+def read_frames(check: UploadCheck, data: bytes, stride: int,
+                max_frames: int = MAX_UPLOAD_FRAMES) -> list[tuple[int, np.ndarray]]:
+    """Decode the frames to score: the image, or every ``stride``-th video frame, at most
+    ``max_frames`` spread over the video.
+
+    Returns:
+        ``(frame_index, (h, w, 3) uint8 BGR)`` pairs in order.
+    Raises:
+        SourceError: the bytes do not decode; the message names the uploaded file only.
+    """
+    if check.kind == "image":
+        image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+        if image is None:
+            raise SourceError(f"{check.filename}: not a readable image")
+        return [(0, image)]
+    from producers.file_source import FileSource
+
+    with tempfile.TemporaryDirectory(prefix="deepfake-upload-") as folder:
+        path = Path(folder) / check.filename
+        path.write_bytes(data)
+        source = FileSource(path)
+        try:
+            source.open()
+            wanted = None
+            if source.frame_count_hint:
+                indices = [i for i in range(source.frame_count_hint) if is_sampled(i, stride)]
+                wanted = set(spread_evenly(indices, max_frames))
+            frames = []
+            for frame in source.frames():
+                if not is_sampled(frame.frame_index, stride):
+                    continue
+                if wanted is None or frame.frame_index in wanted:
+                    frames.append((frame.frame_index, frame.image_bgr))
+        except SourceError as exc:
+            raise SourceError(str(exc).replace(str(path), check.filename)) from None
+        finally:
+            source.close()
+    if len(frames) > max_frames:   # the container gave no frame count
+        keep = set(spread_evenly([index for index, _ in frames], max_frames))
+        frames = [(index, image) for index, image in frames if index in keep]
+    return frames
+
+
+def score_frames(scorer: FrameScorer, check: UploadCheck, frames: Sequence[tuple[int, np.ndarray]],
+                 threshold: float, max_crops: int = MAX_CROPS_SHOWN) -> UploadResult:
+    """Score frames in small batches with the workers' FrameScorer.
+
+    Returns:
+        per-frame scores, the item's score (mean over frames with faces), its verdict and the
+        ``max_crops`` most suspicious face crops, most suspicious first.
+    """
+    indices: list[int] = []
+    scores: list[float | None] = []
+    crops: list[FaceCrop] = []
+    for start in range(0, len(frames), SCORE_BATCH):
+        batch = frames[start:start + SCORE_BATCH]
+        images = [image for _, image in batch]
+        faces = scorer.detect(images)
+        results, _ = scorer.score_frames(images, faces)
+        batch_crops = scorer.crops(images, faces)
+        cursor = 0
+        for (index, _), frame_results in zip(batch, results):
+            indices.append(index)
+            scores.append(frame_score([face.fake_probability for face in frame_results]))
+            for face in frame_results:
+                crops.append(FaceCrop(index, face.fake_probability, batch_crops[cursor]))
+                cursor += 1
+        crops = sorted(crops, key=lambda c: -c.fake_probability)[:max_crops]
+    score = aggregate_video(scores)
+    return UploadResult(check.filename, check.kind, tuple(indices), tuple(scores), score,
+                        verdict(score, threshold), threshold, tuple(crops))
+
+
+class UploadScorer:
+    """Scores uploads in the dashboard process; the model loads on the first upload.
+
+    Args:
+        config: the dashboard's config (model, faces, sampling, scoring, dashboard sections).
+    """
+
+    def __init__(self, config):
+        self.config = config
+        self.max_bytes = int(config.dashboard.max_upload_mb * 1_000_000)
+        self._lock = threading.RLock()
+        self._scorer: FrameScorer | None = None
+        self._explainer = None
+
+    def scorer(self) -> FrameScorer:
+        with self._lock:
+            if self._scorer is None:
+                from detector.worker import build_frame_scorer
+
+                self._scorer = build_frame_scorer(self.config)
+            return self._scorer
+
+    def explainer(self):
+        """The Grad-CAM explainer of the same model card (built on first use)."""
+        from consumers.dashboard.gradcam import GradCam
+
+        scorer = self.scorer()
+        with self._lock:
+            if self._explainer is None:
+                self._explainer = GradCam(scorer.card)
+            return self._explainer
+
+    @property
+    def threshold(self) -> float:
+        return self.config.scoring.threshold or self.scorer().card.threshold
+
+    def score(self, filename: str | None, contents: str | None) -> UploadResult:
+        """Check, decode and score one upload.
+
+        Raises:
+            SourceError: the upload was refused (the message is shown on the page).
+            ModelError: the model could not be loaded.
+        """
+        check = check_upload(filename, contents, self.max_bytes)
+        frames = read_frames(check, decode_contents(contents), self.config.sampling.stride)
+        scorer, threshold = self.scorer(), self.threshold
+        with self._lock:   # one upload at a time through the shared model
+            return score_frames(scorer, check, frames, threshold)
+

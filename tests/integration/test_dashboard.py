@@ -1,0 +1,375 @@
+"""The dashboard in a real headless Chromium against a real redis-server filled by a real replay.
+
+Screenshots go to ``$DASHBOARD_SCREENSHOT_DIR`` when it is set (``docs/`` refreshes the ones the
+docs show), else to the test's temporary folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+import time
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import wait_until
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+
+CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                  "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--no-first-run", "--window-size=1300,1500")
+PAGE_TIMEOUT_S = 60
+UPLOAD_TIMEOUT_S = 150   # the first upload loads TensorFlow and the model
+
+
+def _chromium() -> tuple[str, str] | None:
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    return (browser, driver) if browser and driver else None
+
+
+@pytest.fixture(scope="module")
+def browser():
+    found = _chromium()
+    if found is None:
+        pytest.skip("no Chromium here: install Debian's chromium and chromium-driver "
+                    "(listed in scripts/apt-packages.txt) to run the browser tests")
+    webdriver = pytest.importorskip("selenium.webdriver",
+                                    reason="selenium is missing: pip install -e '.[test]'")
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = found[0]
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(executable_path=found[1]), options=options)
+    driver.set_page_load_timeout(PAGE_TIMEOUT_S)
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture(scope="module")
+def screenshot_dir(tmp_path_factory) -> Path:
+    folder = os.environ.get("DASHBOARD_SCREENSHOT_DIR")
+    path = Path(folder) if folder else tmp_path_factory.mktemp("screenshots")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@contextmanager
+def served(app):
+    """Serve a Dash app on a free loopback port in a thread; yields its URL."""
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app.server, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/"
+    finally:
+        server.shutdown()
+        thread.join(10)
+
+
+def dashboard_config(tiny_model_dir: Path, prefix: str, max_upload_mb: float = 1.0):
+    from detector.config import config_from_dict
+
+    return config_from_dict({
+        "model": {"name": "tiny_b0", "dir": str(tiny_model_dir)},
+        "workers": {"count": 1, "max_batch": 8, "max_wait_ms": 20},
+        "faces": {"detector": "haar"},
+        "redis": {"embedded_port": 0, "prefix": prefix},
+        "metrics": {"enabled": False},
+        "dashboard": {"max_upload_mb": max_upload_mb, "thumbnail_interval_s": 0.1},
+    })
+
+
+def wait_for(driver, predicate, timeout_s: float, message: str):
+    """Poll the page until ``predicate(driver)`` is truthy; fail with the page's text."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            value = predicate(driver)
+        except Exception:  # noqa: BLE001 - stale or not-yet-rendered elements: poll again
+            value = None
+        if value:
+            return value
+        time.sleep(0.2)
+    body = driver.find_element("tag name", "body").text
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {message}; page:\n{body[:2000]}")
+
+
+def text_of(driver, css: str) -> str:
+    return driver.find_element("css selector", css).text
+
+
+@pytest.fixture(scope="module")
+def replayed(tiny_model_dir, face_video, redis_server, tmp_path_factory):
+    """A real replay of the face video into Redis under a prefix of its own."""
+    from consumers.replay import run_replay
+
+    config = dashboard_config(tiny_model_dir, f"dash{uuid.uuid4().hex[:8]}")
+    report = tmp_path_factory.mktemp("replay") / "report.json"
+    code = run_replay(config, [str(face_video)], redis_url=redis_server.url,
+                      report_path=report, show_progress=False)
+    assert code == 0, report.read_text() if report.exists() else "no report"
+    return config
+
+
+@pytest.fixture(scope="module")
+def live_page(replayed, redis_server, browser):
+    from consumers.dashboard import create_app
+
+    app = create_app(replayed, redis_server.url, refresh_interval_ms=300)
+    with served(app) as url:
+        browser.get(url)
+        yield browser
+
+
+@pytest.fixture(scope="module")
+def face_image(face_video, tmp_path_factory) -> Path:
+    """Frame 0 of the face video as a JPEG."""
+    import cv2
+
+    from producers.file_source import FileSource
+
+    source = FileSource(face_video)
+    try:
+        frame = next(iter(source.frames()))
+    finally:
+        source.close()
+    path = tmp_path_factory.mktemp("images") / "face.jpg"
+    cv2.imwrite(str(path), frame.image_bgr)
+    return path
+
+
+def upload(driver, path: Path) -> None:
+    driver.find_element("css selector", "#upload input[type=file]").send_keys(str(path))
+
+
+def test_the_replayed_stream_appears_with_its_score_history_and_thumbnail(
+        live_page, replayed, redis_server, screenshot_dir):
+    # given a replay of driving.mp4 in Redis; when the page is open
+    rows = wait_for(live_page, lambda d: d.find_elements("css selector", "tr.stream-row"),
+                    PAGE_TIMEOUT_S, "the stream row")
+    # then its row shows the final state
+    assert len(rows) == 1
+    wait_for(live_page, lambda d: "finished" in text_of(d, "tr.stream-row .col-status"),
+             PAGE_TIMEOUT_S, "status finished")
+    assert text_of(live_page, "tr.stream-row .col-stream") == "driving"
+    assert text_of(live_page, "tr.stream-row .col-verdict") in ("REAL", "FAKE")
+    assert text_of(live_page, "tr.stream-row .col-scored") == "11"
+    assert "Connected to Redis" in text_of(live_page, "#connection-banner")
+    # and the chart has one dot per scored frame with a face, and the threshold line
+    points = wait_for(live_page, lambda d: d.find_elements(
+        "css selector", "#history-chart .scatterlayer .trace:first-child .point"),
+        PAGE_TIMEOUT_S, "chart points")
+    assert 1 <= len(points) <= 11
+    assert "threshold 0.50" in text_of(live_page, "#history-chart")
+    # and the selected stream's latest frame is shown
+    wait_for(live_page, lambda d: d.find_elements("css selector", "#thumbnail-image"),
+             PAGE_TIMEOUT_S, "the thumbnail")
+    assert "frame 40" in text_of(live_page, "#thumbnail-panel")
+    live_page.save_screenshot(str(screenshot_dir / "dashboard-live.png"))
+
+
+def test_new_history_points_reach_the_open_page_without_a_reload(live_page, replayed, redis_server):
+    import redis
+
+    from detector.redis_keys import RedisKeys
+
+    # given the open page showing driving's chart
+    wait_for(live_page, lambda d: d.find_elements("css selector", "#history-chart .point"),
+             PAGE_TIMEOUT_S, "chart points")
+    before = len(live_page.find_elements("css selector", "#history-chart .scatterlayer .trace:first-child .point"))
+    # when the service appends a scored frame
+    client = redis.Redis.from_url(redis_server.url)
+    client.xadd(RedisKeys(replayed.redis.prefix).history("driving"),
+                {"frame_index": 44, "capture_time": time.time(), "frame_score": "0.9",
+                 "rolling_score": "0.6", "verdict": "FAKE", "faces": 1, "latency_ms": "12.0"})
+    client.close()
+    # then the chart grows by one point
+    wait_for(live_page, lambda d: len(d.find_elements(
+        "css selector", "#history-chart .scatterlayer .trace:first-child .point")) == before + 1,
+        10, "the new point")
+
+
+def test_an_uploaded_image_gets_a_verdict_its_face_crop_and_a_heat_map(
+        live_page, face_image, screenshot_dir):
+    # when a face photo is uploaded
+    upload(live_page, face_image)
+    # then the page shows a verdict, the crop that drove it and its Grad-CAM map
+    verdict = wait_for(live_page, lambda d: d.find_element("css selector", "#upload-verdict").text,
+                       UPLOAD_TIMEOUT_S, "the upload verdict")
+    assert verdict.split()[0] in ("REAL", "FAKE")
+    assert live_page.find_elements("css selector", "#upload-crops img.face-crop")
+    assert live_page.find_elements("css selector", "#upload-why img.gradcam")
+    assert "face.jpg" in text_of(live_page, "#upload-report")
+
+
+def test_an_uploaded_video_gets_a_verdict_and_a_per_frame_chart(
+        live_page, face_video, screenshot_dir):
+    upload(live_page, face_video)
+    wait_for(live_page, lambda d: "driving.mp4" in d.find_element("css selector", "#upload-report").text,
+             UPLOAD_TIMEOUT_S, "the video's report")
+    assert text_of(live_page, "#upload-verdict").split()[0] in ("REAL", "FAKE")
+    assert "11 sampled frames" in text_of(live_page, "#upload-report")
+    assert live_page.find_elements("css selector", "#upload-chart .scatterlayer .point")
+    section = live_page.find_element("css selector", "#upload-section")
+    live_page.execute_script("arguments[0].scrollIntoView();", section)
+    section.screenshot(str(screenshot_dir / "dashboard-upload.png"))
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("notes.txt", b"hello", "unsupported file type .txt"),
+    ("clip.mp4", b"this is not a video at all", "not a readable video"),
+    ("big.mp4", b"\0" * 1_500_000, "the limit is 1 MB"),
+    ("photo.png", b"\x89PNG\r\n\x1a\n" + b"\0" * 64, "not a readable image"),
+])
+def test_a_bad_upload_shows_a_clear_message(live_page, tmp_path, screenshot_dir, name, content, message):
+    path = tmp_path / name
+    path.write_bytes(content)
+    upload(live_page, path)
+    error = wait_for(live_page, lambda d: d.find_element("css selector", "#upload-error").text,
+                     UPLOAD_TIMEOUT_S, "the upload error")
+    assert message in error and name in error
+    if name == "big.mp4":
+        live_page.find_element("css selector", "#upload-section").screenshot(
+            str(screenshot_dir / "dashboard-upload-error.png"))
+
+
+def test_attach_and_detach_go_through_the_control_channel_and_hide_credentials(
+        live_page, replayed, redis_server):
+    import redis
+
+    from app.control import ControlServer
+    from detector.redis_keys import RedisKeys
+
+    # given a service answering the control channel
+    received = []
+
+    def attach(stream_id, url, stride):
+        received.append((stream_id, url, stride))
+        return f"attached {stream_id} ({url})"
+
+    def detach(stream_id):
+        from detector.errors import DetectorError
+
+        raise DetectorError(f"no stream with id {stream_id!r}")
+
+    client = redis.Redis.from_url(redis_server.url, socket_timeout=5)
+    control = ControlServer(client, RedisKeys(replayed.redis.prefix), attach, detach).start()
+    try:
+        # when an RTSP URL with a password is attached from the form
+        field = live_page.find_element("css selector", "#attach-url")
+        field.clear()
+        field.send_keys("rtsp://admin:s3cret@10.0.0.5:554/live")
+        live_page.find_element("css selector", "#attach-stride").send_keys("2")
+        live_page.find_element("css selector", "#attach-button").click()
+        reply = wait_for(live_page, lambda d: d.find_element("css selector", "#control-message").text,
+                         30, "the attach reply")
+        # then the service got the real URL, and the page shows neither the password nor the user
+        assert received == [("live", "rtsp://admin:s3cret@10.0.0.5:554/live", 2)]
+        assert "attached live" in reply and "s3cret" not in reply and "admin" not in reply
+        assert live_page.find_element("css selector", "#attach-url").get_attribute("value") == ""
+        assert "s3cret" not in live_page.find_element("tag name", "body").get_attribute("innerHTML")
+        # when an unknown stream is detached, the refusal is shown
+        live_page.find_element("css selector", "#attach-id").send_keys("nope")
+        live_page.find_element("css selector", "#detach-button").click()
+        wait_for(live_page, lambda d: "no stream with id 'nope'" in
+                 d.find_element("css selector", "#control-message").text, 30, "the detach refusal")
+    finally:
+        control.stop()
+        client.close()
+
+
+def test_an_empty_redis_shows_the_no_streams_yet_state(tiny_model_dir, redis_server, browser,
+                                                        screenshot_dir):
+    from consumers.dashboard import create_app
+
+    config = dashboard_config(tiny_model_dir, f"empty{uuid.uuid4().hex[:8]}")
+    with served(create_app(config, redis_server.url, refresh_interval_ms=300)) as url:
+        browser.get(url)
+        text = wait_for(browser, lambda d: d.find_element("css selector", "#empty-state").text,
+                        PAGE_TIMEOUT_S, "the empty state")
+        assert "No streams yet" in text
+        wait_for(browser, lambda d: "Connected to Redis" in text_of(d, "#connection-banner"),
+                 PAGE_TIMEOUT_S, "connected banner")
+        assert "no service running" in text_of(browser, "#connection-banner")
+        browser.save_screenshot(str(screenshot_dir / "dashboard-empty.png"))
+
+
+def start_redis_server(port: int) -> "subprocess.Popen":
+    """A plain redis-server on ``port`` (it sets SO_REUSEADDR, so a restart on the same port
+    works while old connections linger in TIME_WAIT)."""
+    import subprocess
+
+    import redis
+
+    from detector.embedded_redis import find_redis_server
+
+    process = subprocess.Popen(
+        [find_redis_server(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--loglevel", "warning"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def answers():
+        try:
+            return redis.Redis(port=port, socket_timeout=1).ping()
+        except redis.ConnectionError:
+            assert process.poll() is None, "redis-server exited at start"
+            return False
+
+    wait_until(answers, 10, message="redis-server to answer")
+    return process
+
+
+def test_redis_going_away_shows_disconnected_and_the_page_recovers(tiny_model_dir, browser,
+                                                                   screenshot_dir):
+    import redis
+
+    from consumers.dashboard import create_app
+    from detector.embedded_redis import find_redis_server, free_port
+    from detector.errors import RedisUnavailableError
+
+    try:
+        find_redis_server()
+    except RedisUnavailableError as exc:
+        pytest.skip(str(exc))
+    config = dashboard_config(tiny_model_dir, "deepfake")
+    port = free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    process = start_redis_server(port)
+    try:
+        client = redis.Redis.from_url(url)
+        client.hset("deepfake:streams", "cam1", json.dumps(
+            {"status": "running", "source": "rtsp://***@cam/live", "kind": "live",
+             "rolling_score": 0.2, "verdict": "REAL", "fps": 7.5, "frames_scored": 30,
+             "frames_dropped": 4, "latency_ms": 85.0}))
+        client.close()
+        with served(create_app(config, url, refresh_interval_ms=300)) as page_url:
+            browser.get(page_url)
+            wait_for(browser, lambda d: "cam1" in text_of(d, "#streams-table"), PAGE_TIMEOUT_S,
+                     "the stream row")
+            # when Redis goes away
+            process.terminate()
+            process.wait(10)
+            wait_for(browser, lambda d: "Disconnected" in text_of(d, "#connection-banner"), 20,
+                     "the disconnected banner")
+            assert "cam1" in text_of(browser, "#streams-table")   # the last known state stays
+            browser.save_screenshot(str(screenshot_dir / "dashboard-disconnected.png"))
+            # then, when it is back on the same port, the page recovers without a reload
+            process = start_redis_server(port)
+            wait_for(browser, lambda d: "Connected to Redis" in text_of(d, "#connection-banner"),
+                     20, "the connected banner")
+            wait_for(browser, lambda d: d.find_elements("css selector", "#empty-state"), 20,
+                     "the (now empty) table")
+    finally:
+        process.terminate()
+        process.wait(10)
