@@ -12,6 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
+from detector.errors import ModelError
 from detector.face_crop import crop_face
 from detector.face_detect import FaceBox, FaceDetector
 from detector.model_card import ModelCard
@@ -65,7 +66,10 @@ class FrameScorer:
         """``(n, s, s, 3)`` uint8 RGB crops → ``(n,)`` fake probabilities."""
         if len(crops_rgb) == 0:
             return np.zeros((0,), dtype=np.float32)
-        return np.clip(self.runtime.predict(self.card.normalise(crops_rgb)), 0.0, 1.0)
+        probabilities = self.runtime.predict(self.card.normalise(crops_rgb))
+        if not np.all(np.isfinite(probabilities)):
+            raise ModelError(f"model {self.card.name} returned non-finite probabilities")
+        return np.clip(probabilities, 0.0, 1.0)
 
     def score_frames(
         self, frames_bgr: Sequence[np.ndarray], faces: Sequence[Sequence[FaceBox]] | None = None

@@ -146,12 +146,17 @@ def load_runtime(card: ModelCard, kind: str = "auto", threads: int = 0) -> Model
 
 
 def export_tflite(model, path: Path) -> Path:
-    """Convert a Keras classifier to a float32 ``.tflite`` file with a dynamic batch size."""
+    """Convert a Keras classifier to a float32 ``.tflite`` file with a dynamic batch size.
+
+    Goes through a SavedModel export: converting a bare concrete function produced NaNs with
+    TensorFlow 2.21 (seen here), the SavedModel route matches Keras to float precision.
+    """
+    import tempfile
+
     import tensorflow as tf
 
-    size = model.input_shape[1]
-    spec = tf.TensorSpec([None, size, size, 3], tf.float32)
-    concrete = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], model)
-    Path(path).write_bytes(converter.convert())
+    with tempfile.TemporaryDirectory(prefix="tflite-export-") as folder:
+        model.export(folder, format="tf_saved_model", verbose=False)
+        converter = tf.lite.TFLiteConverter.from_saved_model(folder)
+        Path(path).write_bytes(converter.convert())
     return Path(path)

@@ -50,3 +50,26 @@ def test_rolling_window_of_only_faceless_frames_is_none():
 def test_rolling_window_must_be_positive():
     with pytest.raises(ValueError):
         RollingScore(0)
+
+
+def test_a_model_returning_nan_is_an_error_not_a_score():
+    import numpy as np
+
+    from detector.errors import ModelError
+    from detector.frame_scorer import FrameScorer
+
+    class NanRuntime:
+        name = "nan"
+
+        def predict(self, batch):
+            return np.full((len(batch),), np.nan, dtype=np.float32)
+
+    class Card:
+        name = "c"
+
+        def normalise(self, crops):
+            return crops.astype(np.float32)
+
+    scorer = FrameScorer(Card(), detector=None, runtime=NanRuntime())
+    with pytest.raises(ModelError, match="non-finite"):
+        scorer.classify(np.zeros((2, 8, 8, 3), np.uint8))

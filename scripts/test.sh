@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Quick start 2: install everything the tests use (real redis-server, GStreamer RTSP server,
+# Chromium) and run the whole suite. Extra arguments go to pytest.
+source "$(dirname "$0")/_env.sh"
+mapfile -t extra < <(grep -v '^\s*#' scripts/apt-packages.txt 2>/dev/null | sed '/^\s*$/d')
+install_debian_packages "${extra[@]}"
+setup_venv "test,litert"
+exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
