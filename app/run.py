@@ -10,7 +10,7 @@ from app.control import ControlServer
 from app.service import Service
 from detector.config import Config, mask_url
 from detector.errors import DetectorError, SourceError
-from producers.factory import make_source
+from producers.factory import make_source, source_kind
 from producers.file_source import stream_id_for_path
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,8 @@ def run_service(config: Config, exit_when_done: bool = False, extra_urls: list[s
                 attach(stream_id, url, stride)
             except DetectorError as exc:
                 log.error("stream %s not started: %s", stream_id, exc)
-                service.collector.register(stream_id, mask_url(url), "file")
+                kind = "file" if source_kind(url) == "file" else "live"
+                service.collector.register(stream_id, mask_url(url), kind)
                 service.collector.fail(stream_id, str(exc))
         if not streams:
             log.warning("no streams configured: add [[streams]] to config.toml or use "

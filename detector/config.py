@@ -320,11 +320,11 @@ def mask_url(url: str) -> str:
     """Hide credentials in a URL: ``rtsp://user:pw@host/p`` → ``rtsp://***@host/p``."""
     try:
         parts = urlsplit(url)
+        if parts.username is None and parts.password is None:
+            return url
+        host = parts.hostname or ""
+        if parts.port:  # raises ValueError for a malformed port
+            host = f"{host}:{parts.port}"
     except ValueError:
         return "***"
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
     return parts._replace(netloc=f"***@{host}").geturl()

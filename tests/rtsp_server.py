@@ -1,6 +1,7 @@
 """A small real RTSP server for tests and benchmarks (GStreamer's gst-rtsp-server).
 
-Run it with the system Python that has python3-gi (``/usr/bin/python3``), not the venv::
+Run it with the system Python that has python3-gi (``/usr/bin/python3``), not the venv
+(tests and benchmarks import :class:`RtspServerProcess` from the venv to do that)::
 
     /usr/bin/python3 tests/rtsp_server.py --file clip.h264 --port 0 --mounts 3 --fps 30
 
@@ -13,14 +14,99 @@ starts at a keyframe), optionally requiring ``--user``/``--password`` (basic aut
 from __future__ import annotations
 
 import argparse
+import os
+import select
 import signal
+import subprocess
 import sys
+import time
+from pathlib import Path
 
-import gi
+try:  # present under /usr/bin/python3 (python3-gi); the venv only uses RtspServerProcess
+    import gi
 
-gi.require_version("Gst", "1.0")
-gi.require_version("GstRtspServer", "1.0")
-from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
+    gi.require_version("Gst", "1.0")
+    gi.require_version("GstRtspServer", "1.0")
+    from gi.repository import GLib, Gst, GstRtspServer
+except (ImportError, ValueError):
+    GLib = Gst = GstRtspServer = None
+
+SYSTEM_PYTHON = "/usr/bin/python3"
+SCRIPT = Path(__file__).resolve()
+INSTALL_HINT = ("GStreamer's RTSP server is not installed (apt-get install gstreamer1.0-rtsp "
+                "gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-bad python3-gi; "
+                "see scripts/apt-packages.txt)")
+
+
+def rtsp_server_missing_reason() -> str | None:
+    """None when the system Python can run this server, else why not (for pytest.skip)."""
+    if not os.path.exists(SYSTEM_PYTHON):
+        return f"{SYSTEM_PYTHON} not found; {INSTALL_HINT}"
+    check = subprocess.run(
+        [SYSTEM_PYTHON, "-c", "import gi; gi.require_version('GstRtspServer', '1.0'); "
+         "from gi.repository import Gst; Gst.init(None); "
+         "assert Gst.ElementFactory.find('rtph264pay') and Gst.ElementFactory.find('h264parse')"],
+        capture_output=True, timeout=60)
+    return None if check.returncode == 0 else INSTALL_HINT
+
+
+class RtspServerProcess:
+    """Runs this script under the system Python; ``url(i)`` names mount ``/cam{i}``.
+
+    Args:
+        clip: raw H.264 file to loop.
+        port: 0 = a free port (kept across ``restart``).
+        mounts, fps, user, password: as the command-line options.
+    """
+
+    def __init__(self, clip: Path, port: int = 0, mounts: int = 1, fps: int = 30,
+                 user: str = "", password: str = ""):
+        self.clip, self.port, self.mounts, self.fps = clip, port, mounts, fps
+        self.user, self.password = user, password
+        self.process: subprocess.Popen | None = None
+
+    def url(self, mount: int = 0, user: str | None = None, password: str | None = None) -> str:
+        user = self.user if user is None else user
+        password = self.password if password is None else password
+        credentials = f"{user}:{password}@" if user else ""
+        return f"rtsp://{credentials}127.0.0.1:{self.port}/cam{mount}"
+
+    def start(self, timeout_s: float = 30.0) -> "RtspServerProcess":
+        command = [SYSTEM_PYTHON, str(SCRIPT), "--file", str(self.clip), "--port", str(self.port),
+                   "--mounts", str(self.mounts), "--fps", str(self.fps)]
+        if self.user:
+            command += ["--user", self.user, "--password", self.password]
+        deadline = time.monotonic() + timeout_s
+        while True:  # a just-freed port can take a moment to become bindable again
+            self.process = subprocess.Popen(command, stdout=subprocess.PIPE,
+                                            stderr=subprocess.PIPE, text=True)
+            ready, _, _ = select.select([self.process.stdout], [], [],
+                                        max(0.1, deadline - time.monotonic()))
+            line = self.process.stdout.readline() if ready else ""
+            if line.startswith("READY "):
+                self.port = int(line.split()[1])
+                return self
+            if self.process.poll() is None:
+                self.process.kill()
+            error = self.process.stderr.read()[-2000:]
+            self.stop()
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"RTSP server did not start: {line!r} {error}")
+            time.sleep(0.5)
+
+    def stop(self) -> None:
+        """Kill the server (clients see the connection drop)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+        if self.process is not None:
+            for pipe in (self.process.stdout, self.process.stderr):
+                pipe.close()
+        self.process = None
+
+    def restart(self) -> "RtspServerProcess":
+        self.stop()
+        return self.start()
 
 
 def read_access_units(path: str) -> list[bytes]:
@@ -103,8 +189,8 @@ def build_server(args: argparse.Namespace) -> GstRtspServer.RTSPServer:
         mounts.add_factory(f"/cam{index}", factory)
     if args.user:
         auth = GstRtspServer.RTSPAuth()
-        token = GstRtspServer.RTSPToken.new(
-            GstRtspServer.RTSP_TOKEN_MEDIA_FACTORY_ROLE, str, "user")
+        token = GstRtspServer.RTSPToken()
+        token.set_string(GstRtspServer.RTSP_TOKEN_MEDIA_FACTORY_ROLE, "user")
         auth.add_basic(GstRtspServer.RTSPAuth.make_basic(args.user, args.password), token)
         server.set_auth(auth)
     return server

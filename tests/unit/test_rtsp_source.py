@@ -29,6 +29,8 @@ def test_valid_urls_are_accepted(url):
     "rtsp://ho st/x",
     "http://host/x",
     "rtsp://user:secret@:554/x",
+    "rtsp://user:secret@host:99999/x",
+    "rtsp://user:secret@host:port/x",
 ])
 def test_malformed_urls_are_refused_without_credentials(url):
     with pytest.raises(SourceError) as info:

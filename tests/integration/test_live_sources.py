@@ -1,0 +1,347 @@
+"""Live RTSP streams through the real service: a real GStreamer RTSP server, real worker
+processes, a real redis-server that is stopped and restarted, real ZeroMQ."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+import redis
+
+from app.service import Service
+from detector.embedded_redis import find_redis_server, free_port
+from detector.errors import RedisUnavailableError
+from producers.factory import make_source
+from producers.synthetic import write_h264_clip
+from tests.conftest import wait_until
+from tests.rtsp_server import RtspServerProcess, rtsp_server_missing_reason
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+
+USER, PASSWORD = "operator", "Pa55w0rd-never-shown"
+
+
+@pytest.fixture(scope="module")
+def rtsp_clip(tmp_path_factory):
+    reason = rtsp_server_missing_reason()
+    if reason:
+        pytest.skip(reason)
+    # 2 s of 320×240 with a real face, a keyframe every 15 frames; served in a loop
+    return write_h264_clip(tmp_path_factory.mktemp("rtsp") / "clip.h264", 60,
+                           width=320, height=240, fps=30, keyframe_interval=15)
+
+
+class RestartableRedis:
+    """A redis-server on a fixed free port that a test can stop and start again."""
+
+    def __init__(self):
+        self.binary = find_redis_server()
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> "RestartableRedis":
+        self.process = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--loglevel", "warning"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = redis.Redis.from_url(self.url, socket_timeout=1)
+        try:
+            wait_until(lambda: _pings(client), 10, message="redis-server answering")
+        finally:
+            client.close()
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(10)
+            self.process = None
+
+
+def _pings(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.ConnectionError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def own_redis():
+    """A redis-server only these tests use, so one test can stop and restart it."""
+    try:
+        server = RestartableRedis().start()
+    except RedisUnavailableError as exc:
+        pytest.skip(str(exc))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def service(make_config_module, own_redis):
+    config = make_config_module(
+        workers={"count": 1, "max_batch": 8, "max_wait_ms": 20},
+        redis={"socket_timeout_s": 1.0},
+        sampling={"stride": 4},
+        sources={"stall_timeout_s": 5.0, "open_timeout_s": 3.0,
+                 "reconnect_min_s": 0.5, "reconnect_max_s": 2.0},
+    )
+    service = Service(config, redis_url=own_redis.url).start()
+    assert service.wait_ready(180), "the worker never became ready"
+    yield service
+    service.stop(drain=False)
+
+
+@pytest.fixture(scope="module")
+def make_config_module(tiny_model_dir):
+    from detector.config import config_from_dict
+
+    def make(**sections):
+        raw = {
+            "model": {"name": "tiny_b0", "dir": str(tiny_model_dir)},
+            "faces": {"detector": "haar"},
+            "metrics": {"enabled": False},
+        }
+        for name, values in sections.items():
+            raw[name] = {**raw.get(name, {}), **values}
+        return config_from_dict(raw)
+
+    return make
+
+
+@pytest.fixture
+def client(own_redis):
+    client = redis.Redis.from_url(own_redis.url, socket_timeout=2)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def servers(rtsp_clip):
+    started: list[RtspServerProcess] = []
+
+    def start(**options) -> RtspServerProcess:
+        started.append(RtspServerProcess(rtsp_clip, **options).start())
+        return started[-1]
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+def attach(service: Service, stream_id: str, url: str) -> None:
+    service.add_source(make_source(url, stream_id, service.config))
+
+
+def status(client: redis.Redis, stream_id: str) -> dict:
+    raw = client.hget("deepfake:streams", stream_id)
+    return json.loads(raw) if raw else {}
+
+
+def frames_read(service: Service, stream_id: str) -> int:
+    handle = service.hub.handle(stream_id)
+    return handle.counters.frames_read if handle else 0
+
+
+def scored(service: Service, stream_id: str) -> int:
+    state = service.collector.stream(stream_id)
+    return state.frames_scored if state else 0
+
+
+def test_frames_flow_from_a_real_rtsp_server(service, servers, client):
+    # given a camera served over RTSP
+    camera = servers()
+    # when it is attached
+    attach(service, "flow", camera.url(0))
+    try:
+        # then frames are read, sampled, scored and published
+        wait_until(lambda: scored(service, "flow") >= 5, 60, message="5 scored frames")
+        record = status(client, "flow")
+        assert record["status"] == "running" and record["kind"] == "live"
+        latest = json.loads(client.get("deepfake:latest:flow"))
+        assert latest["stream_id"] == "flow" and latest["latency_ms"] >= 0
+        assert client.xlen("deepfake:history:flow") >= 5
+        assert frames_read(service, "flow") >= 4 * 5
+    finally:
+        service.remove_stream("flow")
+    wait_until(lambda: status(client, "flow").get("status") == "stopped", 10, message="stopped")
+
+
+def test_server_killed_and_restarted_stream_returns_and_other_never_pauses(service, servers, client):
+    # given two cameras on two servers
+    flaky, steady = servers(), servers()
+    attach(service, "flaky", flaky.url(0))
+    attach(service, "steady", steady.url(0))
+    try:
+        wait_until(lambda: scored(service, "flaky") >= 2 and scored(service, "steady") >= 2, 60,
+                   message="both streams scored")
+        # when the flaky camera's server dies
+        flaky.stop()
+        wait_until(lambda: status(client, "flaky").get("status") == "reconnecting", 15,
+                   message="flaky reconnecting")
+        # then the steady stream keeps delivering during the outage, second by second
+        outage_reads = []
+        for _ in range(4):
+            before = frames_read(service, "steady")
+            time.sleep(1.0)
+            outage_reads.append(frames_read(service, "steady") - before)
+        assert min(outage_reads) >= 10, f"steady paused during the outage: {outage_reads}"
+        # and when the server comes back on the same port, the stream is back within 15 s
+        reads_before = frames_read(service, "flaky")
+        flaky.start()
+        restarted_s = time.monotonic()
+        wait_until(lambda: frames_read(service, "flaky") > reads_before + 10, 15,
+                   message="flaky frames after the restart")
+        back_s = time.monotonic() - restarted_s
+        wait_until(lambda: status(client, "flaky").get("status") == "running", 5,
+                   message="flaky running")
+        assert status(client, "flaky")["reconnects"] >= 1
+        assert back_s < 15
+    finally:
+        service.remove_stream("flaky")
+        service.remove_stream("steady")
+
+
+def test_unreachable_camera_is_reconnecting_and_the_service_stays_healthy(service, servers, client):
+    # given a camera URL nobody listens on, next to a working one
+    camera = servers()
+    attach(service, "nobody", f"rtsp://127.0.0.1:{free_port()}/cam0")
+    attach(service, "alive", camera.url(0))
+    try:
+        # then it is reported as reconnecting (never failed), with the reason
+        wait_until(lambda: status(client, "nobody").get("status") == "reconnecting", 15,
+                   message="nobody reconnecting")
+        wait_until(lambda: status(client, "nobody").get("reconnects", 0) >= 2, 15,
+                   message="a second reconnect attempt")
+        assert "cannot connect" in status(client, "nobody")["error"]
+        # and the service is healthy: workers alive, heartbeat fresh, other streams scored
+        before = scored(service, "alive")
+        wait_until(lambda: scored(service, "alive") >= before + 3, 60, message="alive scored")
+        assert service.fatal_error is None and service.workers_alive() == 1
+        assert json.loads(client.get("deepfake:service"))["workers"] == 1
+        assert status(client, "nobody")["status"] == "reconnecting"
+    finally:
+        service.remove_stream("nobody")
+        service.remove_stream("alive")
+
+
+def test_malformed_url_fails_at_once(service):
+    from detector.errors import SourceError
+
+    with pytest.raises(SourceError, match="malformed") as info:
+        attach(service, "bad", f"rtsp://{USER}:{PASSWORD}@:99999/x")
+    assert PASSWORD not in str(info.value)
+
+
+def test_credentials_never_reach_redis_or_logs(service, servers, client, caplog, capfd):
+    caplog.set_level(logging.DEBUG)
+    published: list[bytes] = []
+    pubsub = client.pubsub()
+    pubsub.psubscribe("deepfake:*")
+    stop = threading.Event()
+
+    def listen():
+        while not stop.is_set():
+            message = pubsub.get_message(timeout=0.2)
+            if message and isinstance(message.get("data"), bytes):
+                published.append(message["data"])
+
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
+    # given a camera that needs a password, attached with the right and with a wrong one
+    camera = servers(user=USER, password=PASSWORD)
+    attach(service, "secure", camera.url(0))
+    attach(service, "wrongpw", camera.url(0, password=PASSWORD + "-wrong"))
+    try:
+        wait_until(lambda: scored(service, "secure") >= 3, 60, message="secure scored")
+        wait_until(lambda: status(client, "wrongpw").get("status") == "reconnecting", 15,
+                   message="wrong password reconnecting")
+        assert "401" in status(client, "wrongpw")["error"] or "authoriz" in status(
+            client, "wrongpw")["error"].lower()
+        assert status(client, "secure")["source"] == f"rtsp://***@127.0.0.1:{camera.port}/cam0"
+    finally:
+        service.remove_stream("secure")
+        service.remove_stream("wrongpw")
+        stop.set()
+        listener.join(5)
+        pubsub.close()
+    # then no key, value, published message or log line holds the password or user:password
+    secrets = [PASSWORD.encode(), f"{USER}:".encode()]
+    dump = []
+    for key in client.scan_iter("*"):
+        dump.append(key)
+        kind = client.type(key)
+        if kind == b"string":
+            dump.append(client.get(key))
+        elif kind == b"hash":
+            dump.extend(b"%s=%s" % item for item in client.hgetall(key).items())
+        elif kind == b"stream":
+            for _, fields in client.xrange(key):
+                dump.extend(b"%s=%s" % item for item in fields.items())
+        elif kind == b"list":
+            dump.extend(client.lrange(key, 0, -1))
+    assert published, "nothing was published"
+    for blob in dump + published:
+        for secret in secrets:
+            assert secret not in blob, f"credentials leaked into Redis: {blob[:200]!r}"
+    captured = capfd.readouterr()
+    log_text = "\n".join(record.getMessage() for record in caplog.records)
+    for text in (log_text, caplog.text, captured.out, captured.err):
+        assert PASSWORD not in text and f"{USER}:" not in text
+    assert "rtsp://***@127.0.0.1" in log_text  # the masked form is what gets logged
+
+
+def test_sigkilled_worker_is_restarted_and_scoring_continues(service, servers, client):
+    # given a stream being scored
+    camera = servers()
+    attach(service, "survivor", camera.url(0))
+    try:
+        wait_until(lambda: scored(service, "survivor") >= 2, 60, message="survivor scored")
+        old_pid = service.worker_pids()["w0"]
+        # when the worker is SIGKILLed
+        os.kill(old_pid, signal.SIGKILL)
+        # then the service restarts it and scoring continues
+        wait_until(lambda: service.worker_pids()["w0"] != old_pid, 10, message="worker respawned")
+        before = scored(service, "survivor")
+        wait_until(lambda: scored(service, "survivor") >= before + 3, 120,
+                   message="scores from the restarted worker")
+        assert json.loads(client.get("deepfake:service"))["worker_restarts"] >= 1
+        assert status(client, "survivor")["status"] == "running"
+        assert service.fatal_error is None
+    finally:
+        service.remove_stream("survivor")
+
+
+def test_redis_outage_service_keeps_running_and_resumes_publishing(service, servers, own_redis):
+    # given a stream being published
+    camera = servers()
+    attach(service, "outage", camera.url(0))
+    try:
+        wait_until(lambda: scored(service, "outage") >= 2, 60, message="outage scored")
+        # when Redis goes away
+        own_redis.stop()
+        wait_until(lambda: not service.sink.is_connected, 15, message="the sink notices")
+        # then reading and scoring go on
+        before = scored(service, "outage")
+        wait_until(lambda: scored(service, "outage") >= before + 3, 60,
+                   message="scoring during the outage")
+        assert service.fatal_error is None and service.workers_alive() == 1
+        # and when Redis comes back on the same port, publishing resumes
+        own_redis.start()
+        fresh = redis.Redis.from_url(own_redis.url, socket_timeout=2)
+        try:
+            wait_until(lambda: fresh.exists("deepfake:latest:outage"), 20,
+                       message="scores published again")
+            wait_until(lambda: fresh.hget("deepfake:streams", "outage"), 10,
+                       message="status published again")
+            assert service.sink.is_connected
+        finally:
+            fresh.close()
+    finally:
+        service.remove_stream("outage")
