@@ -6,7 +6,6 @@ import csv
 import json
 import logging
 import signal
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from typing import Any, Sequence
 from detector.collector import StreamState
 from detector.config import Config
 from detector.redis_keys import SCHEMA_VERSION
+from detector.sampling import sampled_count
 from detector.scoring import verdict
 from producers.file_source import FileSource, stream_id_for_path
 
@@ -138,7 +138,10 @@ def run_replay(config: Config, paths: Sequence[str], *, ids: Sequence[str] | Non
         log.info("Redis at %s", service.redis_url)
         for item in items:
             service.add_source(FileSource(item.path, item.stream_id))
-        with _Progress(items, config.sampling.stride, console, show_progress) as progress:
+        with _Progress(items, config.sampling.stride, console, show_progress,
+                       frame_count_hint=lambda sid: getattr(
+                           (service.hub.handle(sid) or _NoHandle).source, "frame_count_hint", None)
+                       ) as progress:
             service.wait_streams([i.stream_id for i in items], stop=interrupted,
                                  on_progress=progress.update)
     finally:
@@ -175,7 +178,9 @@ def print_summary(report: dict[str, Any], console) -> None:
 class _Progress:
     """A rich progress bar per file (sampled frames scored), shown on terminals only."""
 
-    def __init__(self, items: Sequence[ReplayItem], stride: int, console, enabled: bool):
+    def __init__(self, items: Sequence[ReplayItem], stride: int, console, enabled: bool,
+                 frame_count_hint=lambda stream_id: None):
+        self._frame_count_hint = frame_count_hint
         self._enabled = enabled
         self._items = items
         self._stride = stride
@@ -202,6 +207,9 @@ class _Progress:
             if state is None:
                 continue
             total = state.expected_frames
+            if total is None:
+                hint = self._frame_count_hint(item.stream_id)
+                total = sampled_count(hint, self._stride) if hint else None
             self._progress.update(self._tasks[item.stream_id], completed=state.frames_scored,
                                   total=total if total is not None else None)
 
@@ -210,5 +218,5 @@ class _Progress:
             self._progress.stop()
 
 
-def is_interactive() -> bool:
-    return sys.stderr.isatty()
+class _NoHandle:
+    source = None

@@ -133,3 +133,32 @@ def test_watch_once_lists_streams(tmp_path, tiny_model_dir, redis_server, redis_
     result = cli("watch", "--once", "--redis-url", redis_server.url)
     assert result.returncode == 0
     assert "door" in result.stdout and "FAKE" in result.stdout and "0.810" in result.stdout
+
+
+def test_ctrl_c_during_replay_drains_writes_the_report_and_exits_1(tmp_path, tiny_model_dir, redis_server, redis_client):
+    from producers.synthetic import write_video
+
+    long_video = write_video(tmp_path / "long.mp4", 1200, 320, 240)
+    config = write_config(tmp_path, tiny_model_dir)
+    report = tmp_path / "r.json"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    replay = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "replay", "--config", str(config), "--redis-url",
+         redis_server.url, str(long_video), "--report", str(report)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        wait_until(lambda: redis_client.exists("deepfake:history:long") and
+                   redis_client.xlen("deepfake:history:long") >= 3, 90, message="first scores")
+        replay.send_signal(signal.SIGINT)
+        output, _ = replay.communicate(timeout=60)
+    finally:
+        if replay.poll() is None:
+            replay.kill()
+    assert replay.returncode == 1, output
+    assert "Traceback" not in output and "Interrupted" in output
+    entry = json.loads(report.read_text())["files"][0]
+    assert entry["status"] == "interrupted"
+    assert entry["frames_scored"] < 300
+    indices = [r["frame_index"] for r in entry["frames"]]
+    assert len(indices) == len(set(indices)) == entry["frames_scored"]
+    assert json.loads(redis_client.hget("deepfake:streams", "long"))["status"] == "stopped"
