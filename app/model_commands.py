@@ -3,7 +3,218 @@
 from __future__ import annotations
 
 import argparse
+import logging
+from pathlib import Path
+
+from detector.config import Config, load_config, with_overrides
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DATA_ROOT = Path("../shared/data")
+DEFAULT_CACHE_DIR = Path(".cache/faces")
+SHARED_YUNET = Path("../shared/models/face_detection_yunet.onnx")
+
+
+def _config(args: argparse.Namespace) -> Config:
+    config = load_config(args.config)
+    overrides: dict[str, dict] = {}
+    if getattr(args, "model", None):
+        overrides["model"] = {"name": args.model}
+    if getattr(args, "yunet_model", None):
+        overrides["faces"] = {"yunet_model": str(Path(args.yunet_model).resolve())}
+    if getattr(args, "runtime", None):
+        overrides["workers"] = {"runtime": args.runtime}
+    return with_overrides(config, **overrides) if overrides else config
+
+
+def _yunet_path(config: Config) -> Path:
+    """The configured YuNet file, or the shared research copy when that is all there is."""
+    configured = config.resolve_path(config.faces.yunet_model)
+    if not configured.is_file() and SHARED_YUNET.is_file():
+        log.info("YuNet not at %s; using %s", configured, SHARED_YUNET)
+        return SHARED_YUNET.resolve()
+    return configured
+
+
+def _training_detector(config: Config):
+    from detector.face_detect import make_face_detector
+
+    return make_face_detector("yunet", yunet_model=_yunet_path(config),
+                              detect_width_px=config.faces.detect_width_px,
+                              min_face_px=config.faces.min_face_px,
+                              max_faces=config.faces.max_faces)
+
+
+def _split_path(config: Config, args: argparse.Namespace) -> Path:
+    if args.split:
+        return Path(args.split)
+    return config.resolve_path(config.model.dir) / f"{config.model.name}.split.csv"
+
+
+# --- prepare ----------------------------------------------------------------------------------
+def prepare_command(args: argparse.Namespace) -> int:
+    """Detect and crop faces of the training and dev media into the cache (idempotent)."""
+    from detector.training.prepare import prepare_training_data, write_holdout_eval_set
+
+    config = _config(args)
+    detector = _training_detector(config)
+    split = _split_path(config, args)
+    summaries = prepare_training_data(Path(args.data_root), Path(args.cache_dir), split, detector,
+                                      holdout_fraction=args.holdout_fraction,
+                                      include_dev=not args.no_dev,
+                                      show_progress=not args.no_progress)
+    for part, s in summaries.items():
+        print(f"{part}: {s.processed} files cropped ({s.crops} crops, {s.fallbacks} whole-image "
+              f"fallbacks, {s.without_face} without a face), {s.cached_before} already cached, "
+              f"{len(s.errors)} unreadable")
+        for error in s.errors[:10]:
+            print(f"  {error}")
+    if args.holdout_set:
+        count = write_holdout_eval_set(Path(args.data_root), split, Path(args.holdout_set),
+                                       detector, show_progress=not args.no_progress)
+        print(f"held-out evaluation set: {count} rows in {Path(args.holdout_set) / 'labels.csv'}")
+    return 0
+
+
+# --- train ------------------------------------------------------------------------------------
+def train_command(args: argparse.Namespace) -> int:
+    """Train (or resume), then publish the chosen epoch with its card."""
+    from detector.training.split import read_split
+    from detector.training.train import (
+        TrainSettings,
+        parse_schedule,
+        publish_model,
+        train_model,
+    )
+
+    config = _config(args)
+    settings = TrainSettings(
+        schedule=parse_schedule(args.schedule),
+        images_per_epoch=args.images_per_epoch,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        init=args.init,
+        seed=args.seed,
+    )
+    split = _split_path(config, args)
+    if not split.is_file():
+        print(f"error: split file {split} not found: run `deepfake-detector prepare` first")
+        return 2
+    dev_labels = Path(args.data_root) / "dev" / "labels.csv"
+    run_dir = Path(args.run_dir or f"runs/{config.model.name}_{args.init}")
+    state = train_model(read_split(split), Path(args.cache_dir), run_dir, settings,
+                        dev_labels if dev_labels.is_file() else None,
+                        stop_after_epochs=args.stop_after)
+    for record in state.history:
+        dev = record["dev_item_auc"]
+        print(f"epoch {record['epoch']:>2} {record['input_size_px']}px loss {record['loss']:.4f} "
+              f"{record['images_per_s']:.1f} img/s holdout AUC {record['holdout_auc']['value']:.3f} "
+              f"dev AUC {'n/a' if dev is None else f'{dev:.3f}'}")
+    if args.no_publish:
+        return 0
+    card = publish_model(state, run_dir, config.resolve_path(config.model.dir), config.model.name,
+                         dev_labels if dev_labels.is_file() else None, Path(args.cache_dir),
+                         export_litert=args.litert)
+    print(f"model card written to {card}")
+    return 0
+
+
+# --- evaluate ---------------------------------------------------------------------------------
+def evaluate_command(args: argparse.Namespace) -> int:
+    """Score a labelled set through the pipeline's scoring path and write the report."""
+    from consumers.evaluate import run_evaluate
+    from detector.training.faces import FallbackPolicy
+    from detector.worker import build_frame_scorer
+
+    config = _config(args)
+    if not args.yunet_model and not config.resolve_path(config.faces.yunet_model).is_file() \
+            and SHARED_YUNET.is_file():
+        config = with_overrides(config, faces={"yunet_model": str(SHARED_YUNET.resolve())})
+    scorer = build_frame_scorer(config, threads=args.threads)
+    root = Path(args.root) if args.root else Path(args.labels).parent
+    run_evaluate(scorer, Path(args.labels), root, Path(args.report) if args.report else None,
+                 max_frames=args.max_frames, stride=args.stride or config.sampling.stride,
+                 fallback=None if args.no_fallback else FallbackPolicy())
+    return 0
+
+
+# --- registration -----------------------------------------------------------------------------
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, default=None,
+                        help="config file (default: ./config.toml if present, else built-in defaults)")
+    parser.add_argument("--model", help="model name (card models/NAME.toml; default model.name)")
+    parser.add_argument("--yunet-model", type=Path, default=None,
+                        help="YuNet ONNX file (default faces.yunet_model, else "
+                             "../shared/models/face_detection_yunet.onnx when present)")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="more log output (-vv for debug)")
+
+
+def _data(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT,
+                        help="folder holding train/real and dev/labels.csv (default ../shared/data)")
+    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR,
+                        help="face cache folder, git-ignored (default .cache/faces)")
+    parser.add_argument("--split", type=Path, default=None,
+                        help="split CSV (default models/NAME.split.csv)")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the model subcommands to ``subparsers`` (filled in with issue 3)."""
+    """Add the model subcommands to ``subparsers``."""
+    p = subparsers.add_parser(
+        "prepare", help="detect and crop training/dev faces into the cache (idempotent)",
+        description="Write the person/video split (if missing) and cache YuNet face crops of "
+                    "the training media and the dev set. Files already cached are skipped.")
+    _common(p)
+    _data(p)
+    p.add_argument("--holdout-fraction", type=float, default=0.12,
+                   help="share of person/video groups held out (only when the split is created)")
+    p.add_argument("--no-dev", action="store_true", help="do not cache the dev set")
+    p.add_argument("--holdout-set", type=Path, default=None,
+                   help="also write real + self-blended images of the held-out people, with a "
+                        "labels.csv, to this folder (keep it under .cache/: it holds data)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=prepare_command)
+
+    p = subparsers.add_parser(
+        "train", help="train EfficientNet-B0 on real faces + self-blended fakes, write weights and card",
+        description="Train from the face cache (run `prepare` first). Each epoch is checkpointed "
+                    "in --run-dir; running again resumes. At the end the epoch with the best dev "
+                    "AUC is published to models/NAME.weights.h5 with its card, the threshold "
+                    "calibrated on dev.")
+    _common(p)
+    _data(p)
+    p.add_argument("--run-dir", type=Path, default=None, help="checkpoints (default runs/NAME_INIT)")
+    p.add_argument("--init", choices=("lite0", "random"), default="lite0",
+                   help="initialisation: ImageNet EfficientNet-Lite0 weights or random")
+    p.add_argument("--schedule", default="128:2,160:10,224:2",
+                   help="input sizes and epochs, SIZE:EPOCHS,… (low-resolution warm-up first)")
+    p.add_argument("--images-per-epoch", type=int, default=4000)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--learning-rate", type=float, default=4e-4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--stop-after", type=int, default=None,
+                   help="stop after this many epochs (a short comparison run)")
+    p.add_argument("--no-publish", action="store_true", help="train only; do not write the model")
+    p.add_argument("--litert", action="store_true", help="also export models/NAME.tflite")
+    p.set_defaults(func=train_command)
+
+    p = subparsers.add_parser(
+        "evaluate", help="score a labelled set of images/videos and report AUC, accuracy, …",
+        description="Score labels.csv (path,label[,dataset,method,group]) through face detection, "
+                    "crop, batched inference and aggregation; write a JSON report and print a table.")
+    _common(p)
+    p.add_argument("--labels", type=Path, required=True, help="labels.csv")
+    p.add_argument("--root", type=Path, default=None,
+                   help="folder the paths are relative to (default: the labels file's folder)")
+    p.add_argument("--report", type=Path, default=None, help="write the JSON report here")
+    p.add_argument("--max-frames", type=int, default=32,
+                   help="frames scored per video at most, evenly spread (default 32)")
+    p.add_argument("--stride", type=int, default=None,
+                   help="sample every Nth video frame (default sampling.stride = 4)")
+    p.add_argument("--runtime", choices=("auto", "keras", "litert"), default=None,
+                   help="model runtime (default workers.runtime)")
+    p.add_argument("--threads", type=int, default=0, help="inference threads (0 = all)")
+    p.add_argument("--no-fallback", action="store_true",
+                   help="do not score small near-square images without a detection as one face")
+    p.set_defaults(func=evaluate_command)

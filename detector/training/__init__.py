@@ -1,0 +1,1 @@
+"""Training the deepfake classifier: face cache, split, self-blended batches, fitting, calibration."""

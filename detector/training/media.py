@@ -1,0 +1,92 @@
+"""Reading training media: images with OpenCV, chosen video frames with PyAV (BGR uint8)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+
+from detector.errors import SourceError
+from detector.sampling import spread_evenly
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+VIDEO_SUFFIXES = (".mp4", ".webm", ".avi", ".mov")
+
+
+def is_video_path(path: Path | str) -> bool:
+    return str(path).lower().endswith(VIDEO_SUFFIXES)
+
+
+def is_image_path(path: Path | str) -> bool:
+    return str(path).lower().endswith(IMAGE_SUFFIXES)
+
+
+def read_image_bgr(path: Path) -> np.ndarray:
+    """Read an image as ``(h, w, 3)`` uint8 BGR.
+
+    Raises:
+        SourceError: missing or not decodable.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SourceError(f"{path}: file not found")
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise SourceError(f"{path}: not a readable image")
+    return image
+
+
+def count_video_frames(path: Path) -> int:
+    """Number of decodable frames (container metadata, or a decode pass when it has none)."""
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise SourceError(f"{path}: no video stream")
+            stream = container.streams.video[0]
+            if stream.frames:
+                return int(stream.frames)
+            return sum(1 for _ in container.decode(stream))
+    except (av.error.FFmpegError, OSError) as exc:
+        raise SourceError(f"{path}: not a readable video ({exc})") from None
+
+
+def sampled_frame_indices(frames_total: int, stride: int, max_frames: int) -> list[int]:
+    """Every ``stride``-th frame index, at most ``max_frames`` of them, evenly spread."""
+    return spread_evenly(list(range(0, max(0, frames_total), stride)), max_frames) if frames_total else []
+
+
+def read_video_frames(path: Path, indices: list[int]) -> list[tuple[int, np.ndarray]]:
+    """Decode a video and keep the frames at ``indices`` (ascending), as BGR uint8.
+
+    A container whose frame count was overstated simply yields fewer frames.
+
+    Raises:
+        SourceError: missing, not a video, or no frame decodable.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SourceError(f"{path}: file not found")
+    wanted = set(indices)
+    last = max(indices) if indices else -1
+    frames: list[tuple[int, np.ndarray]] = []
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise SourceError(f"{path}: no video stream")
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            for index, frame in enumerate(container.decode(stream)):
+                if index in wanted:
+                    frames.append((index, frame.to_ndarray(format="bgr24")))
+                if index >= last:
+                    break
+    except av.error.FFmpegError as exc:
+        if not frames:
+            raise SourceError(f"{path}: not a readable video ({exc})") from None
+    except OSError as exc:
+        raise SourceError(f"{path}: not a readable video ({exc})") from None
+    if indices and not frames:
+        raise SourceError(f"{path}: no decodable frame")
+    return frames
