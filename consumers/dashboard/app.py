@@ -60,5 +60,8 @@ def run_dashboard(config: Config, redis_url: str, host: str | None = None,
     port = port or config.dashboard.port
     app = create_app(config, redis_url)
     log.warning("dashboard on http://%s:%d/ (Redis %s)", host, port, mask_url(redis_url))
-    app.run(host=host, port=port, debug=False)
+    try:
+        app.run(host=host, port=port, debug=False)
+    except KeyboardInterrupt:
+        log.info("dashboard stopped")
     return 0

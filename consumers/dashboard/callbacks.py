@@ -42,7 +42,8 @@ def register_callbacks(app: dash.Dash, reader: DashboardReader, uploads: UploadS
     @app.callback(
         Output("connection-banner", "children"), Output("connection-banner", "style"),
         Output("streams-table", "children"), Output("stream-select", "options"),
-        Output("stream-select", "value"), Output("table-signature", "data"),
+        Output("stream-select", "value"), Output("stream-detail", "style"),
+        Output("table-signature", "data"),
         Input("refresh", "n_intervals"),
         State("stream-select", "value"), State("table-signature", "data"),
     )
@@ -57,7 +58,7 @@ def register_callbacks(app: dash.Dash, reader: DashboardReader, uploads: UploadS
             if signature == new_signature:
                 raise PreventUpdate
             return (banner, layout.BANNER_DOWN, dash.no_update, dash.no_update, dash.no_update,
-                    new_signature)
+                    dash.no_update, new_signature)
         rows = layout.stream_table_rows(streams)
         ids = [s.stream_id for s in streams]
         if selected not in ids:
@@ -67,8 +68,9 @@ def register_callbacks(app: dash.Dash, reader: DashboardReader, uploads: UploadS
         if signature == new_signature:
             raise PreventUpdate
         options = [{"label": stream_id, "value": stream_id} for stream_id in ids]
+        detail_style = layout.DETAIL_SHOWN if ids else layout.DETAIL_HIDDEN
         return (banner, layout.BANNER_OK, layout.stream_table(rows), options, selected,
-                new_signature)
+                detail_style, new_signature)
 
     @app.callback(
         Output("history-chart", "figure"), Output("history-signature", "data"),

@@ -31,11 +31,15 @@ BANNER_DOWN = {"padding": "6px 12px", "borderRadius": "4px", "background": "#fde
                "color": "#8a1c1c", "fontWeight": "bold", "marginBottom": "12px"}
 ERROR_STYLE = {"padding": "8px 12px", "borderRadius": "4px", "background": "#fdecea",
                "color": "#8a1c1c", "marginTop": "8px"}
-INPUT_STYLE = {"marginRight": "8px", "padding": "4px 6px"}
+INPUT_STYLE = {"padding": "4px 6px"}
+DETAIL_SHOWN = {"display": "flex", "gap": "8px"}
+DETAIL_HIDDEN = {"display": "none"}
+BUTTON_STYLE = {"padding": "6px 14px", "flex": "0 0 auto"}
 
-EMPTY_STATE_TEXT = ("No streams yet. Start the service (deepfake-detector run) and attach a file, "
-                    "RTSP camera or webcam below, or replay files with deepfake-detector replay; "
-                    "streams appear here as soon as they are known.")
+EMPTY_STATE = ["No streams yet. Start the service with ", html.Code("deepfake-detector run"),
+               " and attach a file, RTSP camera or webcam below, or score files with ",
+               html.Code("deepfake-detector replay"),
+               "; streams appear here as soon as the service knows them."]
 
 
 def _score_text(score: float | None) -> str:
@@ -70,7 +74,7 @@ NUMERIC = {"score", "fps", "scored", "drops", "latency"}
 def stream_table(rows: Sequence[dict[str, str]]) -> html.Div:
     """The live streams table, or the friendly empty state when there are none."""
     if not rows:
-        return html.Div(EMPTY_STATE_TEXT, id="empty-state",
+        return html.Div(EMPTY_STATE, id="empty-state",
                         style={"padding": "24px", "color": "#555", "background": "#f7f7f7",
                                "borderRadius": "4px", "textAlign": "center"})
     header = html.Tr([html.Th(title, style=NUMBER_STYLE if key in NUMERIC else CELL_STYLE)
@@ -136,7 +140,7 @@ def _live_section() -> html.Div:
                 html.Div(id="thumbnail-panel", children=html.Div(
                     "no stream selected", style={"color": "#777"})),
             ], style={"flex": "2", "minWidth": "0", "paddingLeft": "16px"}),
-        ], style={"display": "flex", "gap": "8px"}),
+        ], id="stream-detail", style=DETAIL_HIDDEN),
     ], id="live-section", style=SECTION_STYLE)
 
 
@@ -144,16 +148,16 @@ def _control_section() -> html.Div:
     return html.Div([
         html.H3("Attach / detach", style={"marginTop": 0}),
         html.Div([
-            dcc.Input(id="attach-url", type="text", debounce=False, size="48",
+            dcc.Input(id="attach-url", type="text", debounce=False,
                       placeholder="file path, rtsp://user:pass@host/path or webcam index (0)",
-                      style=INPUT_STYLE),
-            dcc.Input(id="attach-id", type="text", size="14", placeholder="stream id (optional)",
-                      style=INPUT_STYLE),
+                      style={**INPUT_STYLE, "flex": "4", "minWidth": "0"}),
+            dcc.Input(id="attach-id", type="text", placeholder="stream id (optional)",
+                      style={**INPUT_STYLE, "flex": "1.3", "minWidth": "0"}),
             dcc.Input(id="attach-stride", type="number", min=1, step=1, placeholder="stride",
-                      style={**INPUT_STYLE, "width": "70px"}),
-            html.Button("Attach", id="attach-button", n_clicks=0, style=INPUT_STYLE),
-            html.Button("Detach", id="detach-button", n_clicks=0, style=INPUT_STYLE),
-        ]),
+                      style={**INPUT_STYLE, "flex": "0 0 90px", "minWidth": "0"}),
+            html.Button("Attach", id="attach-button", n_clicks=0, style=BUTTON_STYLE),
+            html.Button("Detach", id="detach-button", n_clicks=0, style=BUTTON_STYLE),
+        ], style={"display": "flex", "alignItems": "center", "gap": "8px"}),
         html.Div("Detach uses the stream id field. Requests go to the running service through "
                  "the Redis control channel; credentials in URLs are never shown back.",
                  style={"color": "#666", "fontSize": "13px", "marginTop": "6px"}),

@@ -9,6 +9,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -23,7 +26,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                   "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--no-first-run", "--window-size=1300,1500")
+                  "--disable-sync", "--no-first-run", "--window-size=1300,1000")
 PAGE_TIMEOUT_S = 60
 UPLOAD_TIMEOUT_S = 150   # the first upload loads TensorFlow and the model
 
@@ -305,11 +308,9 @@ def test_an_empty_redis_shows_the_no_streams_yet_state(tiny_model_dir, redis_ser
         browser.save_screenshot(str(screenshot_dir / "dashboard-empty.png"))
 
 
-def start_redis_server(port: int) -> "subprocess.Popen":
+def start_redis_server(port: int) -> subprocess.Popen:
     """A plain redis-server on ``port`` (it sets SO_REUSEADDR, so a restart on the same port
     works while old connections linger in TIME_WAIT)."""
-    import subprocess
-
     import redis
 
     from detector.embedded_redis import find_redis_server
@@ -373,3 +374,87 @@ def test_redis_going_away_shows_disconnected_and_the_page_recovers(tiny_model_di
     finally:
         process.terminate()
         process.wait(10)
+
+
+def _write_config(tmp_path: Path, tiny_model_dir: Path, prefix: str) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(
+        f'[model]\nname = "tiny_b0"\ndir = "{tiny_model_dir}"\n[faces]\ndetector = "haar"\n'
+        f'[workers]\ncount = 1\n[redis]\nembedded_port = 0\nprefix = "{prefix}"\n'
+        '[metrics]\nenabled = false\n[dashboard]\nthumbnail_interval_s = 0.1\n', encoding="utf-8")
+    return path
+
+
+def test_a_file_attached_from_the_form_is_scored_by_the_running_service(
+        tmp_path, tiny_model_dir, face_video, redis_server, browser):
+    import redis
+
+    from consumers.dashboard import create_app
+    from detector.config import load_config
+
+    # given `deepfake-detector run` serving the control channel
+    prefix = f"svc{uuid.uuid4().hex[:8]}"
+    config_path = _write_config(tmp_path, tiny_model_dir, prefix)
+    service = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "run", "--config", str(config_path),
+         "--redis-url", redis_server.url],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        wait_until(lambda: client.exists(f"{prefix}:service"), 90, message="service heartbeat")
+        app = create_app(load_config(config_path), redis_server.url, refresh_interval_ms=300)
+        with served(app) as url:
+            browser.get(url)
+            wait_for(browser, lambda d: "service running" in text_of(d, "#connection-banner"),
+                     PAGE_TIMEOUT_S, "the service in the banner")
+            # when the face video is attached from the form
+            browser.find_element("css selector", "#attach-url").send_keys(str(face_video))
+            browser.find_element("css selector", "#attach-id").send_keys("cam1")
+            browser.find_element("css selector", "#attach-button").click()
+            reply = wait_for(browser, lambda d: d.find_element("css selector", "#control-message").text,
+                             30, "the attach reply")
+            assert "attached cam1" in reply
+            # then the stream shows up and is scored to the end, live on the page
+            wait_for(browser, lambda d: any(
+                "cam1" in row.text and "finished" in row.text
+                for row in d.find_elements("css selector", "tr.stream-row")), 120, "cam1 finished")
+            wait_for(browser, lambda d: len(d.find_elements(
+                "css selector", "#history-chart .scatterlayer .trace:first-child .point")) >= 1,
+                PAGE_TIMEOUT_S, "cam1's chart")
+    finally:
+        client.close()
+        service.send_signal(signal.SIGINT)
+        output, _ = service.communicate(timeout=60)
+    assert service.returncode == 0, output
+
+
+def test_the_dashboard_subcommand_serves_the_page_and_stops_on_ctrl_c(tmp_path, tiny_model_dir):
+    import urllib.request
+
+    from detector.embedded_redis import free_port
+
+    port = free_port()
+    config_path = _write_config(tmp_path, tiny_model_dir, "deepfake")
+    # Redis is down on purpose: the page must still come up (and say "disconnected").
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "dashboard", "--config", str(config_path),
+         "--redis-url", "redis://127.0.0.1:1/0", "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def layout():
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_dash-layout", timeout=2) as r:
+                return r.read().decode()
+        except OSError:
+            assert process.poll() is None, process.communicate()[0]
+            return None
+
+    try:
+        page = wait_until(layout, 60, interval_s=0.3, message="the dashboard to serve")
+        assert "Live streams" in page and "Upload a video or image" in page
+    finally:
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=30)
+    assert process.returncode == 0, output
+    assert "Traceback" not in output
