@@ -30,12 +30,12 @@ def _load_header(part: bytes, expected_kind: str) -> dict:
         raise WireFormatError(f"header of {len(part)} bytes exceeds {MAX_HEADER_BYTES}")
     try:
         header = json.loads(bytes(part).decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, ValueError) as exc:  # ValueError: JSON errors, 4300+ digit ints
         raise WireFormatError(f"header is not UTF-8 JSON ({exc.__class__.__name__})") from None
     if not isinstance(header, dict):
         raise WireFormatError(f"expected a JSON object header, got {type(header).__name__}")
     version = header.get("schema_version")
-    if version != SCHEMA_VERSION:
+    if isinstance(version, bool) or version != SCHEMA_VERSION:  # True == 1 in Python
         raise WireFormatError(f"expected schema_version {SCHEMA_VERSION}, got {version!r}")
     kind = header.get("kind")
     if kind != expected_kind:
@@ -56,6 +56,20 @@ def _field(header: dict, name: str, types: type | tuple[type, ...], optional: bo
     if isinstance(value, float) and not math.isfinite(value):
         raise WireFormatError(f"expected a finite {name}, got {value!r}")
     return value
+
+
+def _seconds(header: dict, name: str, optional: bool = False, minimum: float | None = None):
+    """A finite time in seconds from a JSON int or float (huge integers do not overflow)."""
+    value = _field(header, name, (int, float), optional=optional)
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except OverflowError:
+        raise WireFormatError(f"expected a finite {name}, got an integer of {value.bit_length()} bits") from None
+    if minimum is not None and seconds < minimum:
+        raise WireFormatError(f"expected {name} >= {minimum}, got {value!r}")
+    return seconds
 
 
 def _stream_id(header: dict) -> str:
@@ -139,13 +153,13 @@ class FrameMessage:
         frame_index = _field(header, "frame_index", int)
         if frame_index < 0:
             raise WireFormatError(f"expected frame_index >= 0, got {frame_index}")
-        pts = _field(header, "pts_s", (int, float), optional=True)
+        pts = _seconds(header, "pts_s", optional=True)
         image = np.frombuffer(pixels, dtype=np.uint8).reshape(height, width, 3)
         return cls(
             stream_id=_stream_id(header),
             frame_index=frame_index,
-            pts_s=None if pts is None else float(pts),
-            capture_time_s=float(_field(header, "capture_time_s", (int, float))),
+            pts_s=pts,
+            capture_time_s=_seconds(header, "capture_time_s", minimum=0.0),
             image_bgr=image,
             want_thumbnail=bool(header.get("want_thumbnail", False)),
         )
@@ -183,7 +197,7 @@ class FaceResult:
                 detector_confidence=float(raw["detector_confidence"]),
                 fake_probability=float(raw["fake_probability"]),
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise WireFormatError(f"bad face object {raw!r}: {exc}") from None
 
 
@@ -237,16 +251,16 @@ class ResultMessage:
         thumbnail = bytes(parts[1]) if len(parts) == 2 else None
         if thumbnail is not None and len(thumbnail) > MAX_THUMBNAIL_BYTES:
             raise WireFormatError(f"thumbnail of {len(thumbnail)} bytes is too large")
-        pts = _field(header, "pts_s", (int, float), optional=True)
+        pts = _seconds(header, "pts_s", optional=True)
         try:
             timings_ms = {str(k): float(v) for k, v in timings.items()}
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise WireFormatError(f"expected numeric timings_ms, got {timings!r}") from None
         return cls(
             stream_id=_stream_id(header),
             frame_index=_field(header, "frame_index", int),
-            pts_s=None if pts is None else float(pts),
-            capture_time_s=float(_field(header, "capture_time_s", (int, float))),
+            pts_s=pts,
+            capture_time_s=_seconds(header, "capture_time_s", minimum=0.0),
             faces=tuple(FaceResult.from_json(face) for face in faces),
             worker_id=_field(header, "worker_id", str),
             batch_size=_field(header, "batch_size", int),

@@ -1,0 +1,166 @@
+"""Fuzz a real worker over real ZeroMQ: 10,000 malformed, truncated, oversized and
+wrong-version frame messages; none may crash it, all are counted, and it still scores."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+import time
+
+import numpy as np
+import pytest
+import zmq
+
+from detector.wire import (
+    MAX_HEADER_BYTES, MAX_SIDE_PX, SCHEMA_VERSION, FrameMessage, ResultMessage, WorkerStats,
+    decode_worker_output,
+)
+from detector.worker import Worker, WorkerEndpoints, build_frame_scorer
+from tests.conftest import wait_until
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+
+N_MESSAGES = 10_000
+
+
+def valid_parts(rng: random.Random) -> tuple[dict, bytes]:
+    height, width = rng.randint(1, 12), rng.randint(1, 12)
+    header = {
+        "schema_version": SCHEMA_VERSION, "kind": "frame", "stream_id": f"fuzz{rng.randint(0, 9)}",
+        "frame_index": rng.randint(0, 1000), "pts_s": rng.random(), "capture_time_s": time.time(),
+        "shape": [height, width, 3], "dtype": "uint8", "want_thumbnail": rng.random() < 0.5,
+    }
+    return header, bytes(height * width * 3)
+
+
+HUGE_INT = 10**400  # valid JSON; float() of it overflows
+# Values each field must refuse.
+BAD_VALUES = {
+    "stream_id": [None, True, 5, "", "x" * 201, [], {}],
+    "frame_index": [None, True, -1, 3.5, "1", [], {}],
+    "pts_s": [True, "0.5", [], {}, HUGE_INT],
+    "capture_time_s": [None, True, "1", [], -1, -1e308, HUGE_INT],
+    "shape": [None, True, [], [1, 2], [1, 2, 3, 4], "4x6", [1.5, 2, 3], [True, 1, 3], [0, 5, 3],
+              [-1, 5, 3]],
+    "dtype": [None, "float32", 1, "uint16"],
+}
+
+
+def malformed_message(rng: random.Random) -> list[bytes]:
+    """One message that must be refused; every branch is a different way to be wrong."""
+    header, pixels = valid_parts(rng)
+    kind = rng.randrange(16)
+    if kind == 0:  # random bytes
+        return [rng.randbytes(rng.randint(0, 64)) for _ in range(rng.randint(1, 3))]
+    if kind == 1:  # wrong schema version (True == 1 in Python, but not on the wire)
+        header["schema_version"] = rng.choice([0, 2, 99, -1, "1", 1.5, None, True, HUGE_INT])
+    elif kind == 2:  # wrong kind
+        header["kind"] = rng.choice(["result", "worker_stats", "", None, 7, "FRAME"])
+    elif kind == 3:  # a field missing
+        del header[rng.choice(["stream_id", "frame_index", "capture_time_s", "shape"])]
+    elif kind == 4:  # a field of the wrong type or out of range
+        name = rng.choice(sorted(BAD_VALUES))
+        header[name] = rng.choice(BAD_VALUES[name])
+    elif kind == 5:  # shape lies about the pixel count
+        height, width, _ = header["shape"]
+        header["shape"] = [height + rng.randint(1, 5), width, 3]
+    elif kind == 6:  # truncated pixels
+        return [json.dumps(header).encode(), pixels[: max(0, len(pixels) - rng.randint(1, 9))]]
+    elif kind == 7:  # truncated header
+        raw = json.dumps(header).encode()
+        return [raw[: rng.randint(0, len(raw) - 1)], pixels]
+    elif kind == 8:  # oversized header
+        header["stream_id"] = "s" * (MAX_HEADER_BYTES + rng.randint(1, 100))
+    elif kind == 9:  # oversized frame (larger than MAX_SIDE_PX)
+        header["shape"] = [MAX_SIDE_PX + 1, rng.randint(1, 4), 3]
+        pixels = bytes(3 * header["shape"][0] * header["shape"][1])
+    elif kind == 10:  # wrong part count
+        parts = [json.dumps(header).encode(), pixels]
+        return parts[:1] if rng.random() < 0.5 else parts + [b"extra"]
+    elif kind == 11:  # not a JSON object
+        return [json.dumps(rng.choice([[], 1, "frame", None, [header]])).encode(), pixels]
+    elif kind == 12:  # not UTF-8
+        return [b"\xff\xfe" + json.dumps(header).encode(), pixels]
+    elif kind == 13:  # a channel count other than 3, or another dtype
+        header["shape"] = [header["shape"][0], header["shape"][1], rng.choice([1, 4, 0, -3])]
+        header["dtype"] = rng.choice(["uint8", "float32", "uint16"])
+        if header["shape"][2] == 3:
+            header["dtype"] = "float32"
+    elif kind == 14:  # an integer too long for Python to parse (> 4300 digits)
+        raw = json.dumps(header).replace(f'"frame_index": {header["frame_index"]}',
+                                         '"frame_index": ' + "7" * 5000)
+        return [raw.encode(), pixels]
+    else:  # JSON with non-finite numbers (Python's json reads NaN and Infinity)
+        name = rng.choice(["capture_time_s", "pts_s", "frame_index"])
+        header[name] = "@"
+        raw = json.dumps(header).replace('"@"', rng.choice(["NaN", "Infinity", "-Infinity"]))
+        return [raw.encode(), pixels]
+    return [json.dumps(header).encode(), pixels]
+
+
+@pytest.fixture
+def pool(make_config):
+    config = make_config(workers={"max_batch": 4, "max_wait_ms": 10})
+    context = zmq.Context()
+    push = context.socket(zmq.PUSH)
+    pull = context.socket(zmq.PULL)
+    push.setsockopt(zmq.LINGER, 0)
+    pull.setsockopt(zmq.LINGER, 0)
+    frames_port = push.bind_to_random_port("tcp://127.0.0.1")
+    results_port = pull.bind_to_random_port("tcp://127.0.0.1")
+    endpoints = WorkerEndpoints(f"tcp://127.0.0.1:{frames_port}", f"tcp://127.0.0.1:{results_port}")
+    worker = Worker(config, endpoints, "fuzz", build_frame_scorer(config), context)
+    stop = threading.Event()
+    crashed: list[BaseException] = []
+
+    def serve():
+        try:
+            worker.run(stop)
+        except BaseException as exc:  # noqa: BLE001 - recorded for the assertion
+            crashed.append(exc)
+            raise
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield push, pull, worker, thread, crashed
+    stop.set()
+    thread.join(10)
+    worker._pull.close(0)
+    worker._push.close(0)
+    push.close(0)
+    pull.close(0)
+    context.term()
+
+
+def test_ten_thousand_bad_messages_are_counted_and_the_worker_still_scores(pool, caplog):
+    push, pull, worker, thread, crashed = pool
+    caplog.set_level(logging.ERROR, logger="detector.worker")  # 10,000 warnings are expected
+    rng = random.Random(5)
+    # given 10,000 messages that are each wrong in some way
+    for _ in range(N_MESSAGES):
+        push.send_multipart(malformed_message(rng))
+    # when they have all been received
+    wait_until(lambda: worker.malformed_messages >= N_MESSAGES or crashed, 120,
+               message="all bad messages received")
+    # then the worker is alive and counted each one
+    assert not crashed, f"the worker crashed: {crashed[0]!r}"
+    assert thread.is_alive()
+    assert worker.malformed_messages == N_MESSAGES
+    # and a valid frame afterwards is still scored, and the stats report the count
+    image = np.zeros((64, 64, 3), np.uint8)
+    push.send_multipart(FrameMessage("good", 7, 0.25, time.time(), image).encode())
+    result, stats = None, None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (result is None or stats is None):
+        if pull.poll(200):
+            message = decode_worker_output(pull.recv_multipart())
+            if isinstance(message, ResultMessage):
+                result = message
+            elif isinstance(message, WorkerStats) and message.malformed_messages == N_MESSAGES:
+                stats = message
+    assert result is not None and (result.stream_id, result.frame_index) == ("good", 7)
+    assert result.error is None and result.faces == ()
+    assert stats is not None and stats.worker_id == "fuzz"
+    assert worker.frames_scored == 1
