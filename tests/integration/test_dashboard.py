@@ -51,6 +51,7 @@ def browser():
     options.binary_location = found[0]
     for flag in CHROMIUM_FLAGS:
         options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(executable_path=found[1]), options=options)
     driver.set_page_load_timeout(PAGE_TIMEOUT_S)
     yield driver
@@ -132,7 +133,12 @@ def live_page(replayed, redis_server, browser):
     app = create_app(replayed, redis_server.url, refresh_interval_ms=300)
     with served(app) as url:
         browser.get(url)
+        browser.get_log("browser")   # start the console log from here
         yield browser
+        # every callback of every test above answered without a browser-side error
+        severe = [entry["message"] for entry in browser.get_log("browser")
+                  if entry["level"] == "SEVERE"]
+        assert not severe, severe
 
 
 @pytest.fixture(scope="module")
