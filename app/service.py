@@ -7,6 +7,7 @@ until Ctrl-C and takes attach/detach requests from the control channel.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import multiprocessing
 import tempfile
@@ -20,6 +21,7 @@ from detector.collector import TERMINAL_STATUSES, Collector, StreamState
 from detector.config import Config
 from detector.embedded_redis import EmbeddedRedis, connect
 from detector.errors import DetectorError, ModelError
+from detector.metrics import PipelineMetrics, ServiceCounts, StreamCounts
 from detector.redis_keys import RedisKeys
 from detector.redis_sink import RedisSink
 from detector.worker import WorkerEndpoints, load_card, worker_process_main
@@ -72,6 +74,7 @@ class Service:
         self.collector: Collector | None = None
         self.hub: ProducerHub | None = None
         self.sink: RedisSink | None = None
+        self.metrics: PipelineMetrics | None = None
         self.keys = RedisKeys(config.redis.prefix)
 
     # --- start / stop -------------------------------------------------------------------------
@@ -105,12 +108,60 @@ class Service:
                 live_buffer_frames=self.config.sources.live_buffer_frames,
             )
             self.hub.reader_loops[True] = make_live_reader(self.config.sources)
+            self._start_metrics()
             self._start_thread("collector", self.collector.run, self._results_socket, self._stop)
             self._start_thread("supervisor", self._supervise)
         except BaseException:
             self.stop(drain=False)
             raise
         return self
+
+    def _start_metrics(self) -> None:
+        """Serve Prometheus metrics; a taken port costs the metrics, not the service."""
+        settings = self.config.metrics
+        if not settings.enabled:
+            return
+        self.metrics = PipelineMetrics(self.stream_counts, self.service_counts)
+        try:
+            self.metrics.serve(settings.host, settings.port)
+        except OSError as exc:
+            log.warning("metrics disabled: cannot listen on %s:%d (%s)",
+                        settings.host, settings.port, exc)
+            self.metrics = None
+            return
+        self.collector.metrics = self.metrics
+
+    def stream_counts(self) -> list[StreamCounts]:
+        """Every stream's counters now: the producer's own where it still reads."""
+        counts = []
+        for state in self.collector.streams():
+            handle = self.hub.handle(state.stream_id) if self.hub is not None else None
+            if handle is not None:
+                producer = dataclasses.asdict(handle.counters)
+                producer["frames_dropped"] = handle.buffer.dropped
+            else:
+                producer = state.counters
+            counts.append(StreamCounts(
+                state.stream_id, state.status, producer.get("frames_read", 0),
+                producer.get("frames_sampled", 0), producer.get("frames_dropped", 0),
+                state.frames_scored, producer.get("reconnects", 0)))
+        return counts
+
+    def service_counts(self) -> ServiceCounts:
+        return ServiceCounts(self.workers_alive(), sum(w.restarts for w in self._workers))
+
+    def _refresh_producer_counters(self) -> None:
+        """Copy live producer counters into the collector, which publishes them each second."""
+        for handle in self.hub.handles():
+            if handle.is_done:
+                continue
+            counters = handle.counters
+            self.collector.update_counters(handle.source.stream_id, {
+                "frames_read": counters.frames_read,
+                "frames_sampled": counters.frames_sampled,
+                "frames_dropped": handle.buffer.dropped,
+                "reconnects": counters.reconnects,
+            })
 
     def _bind_sockets(self) -> None:
         pool = self.config.pool
@@ -178,6 +229,8 @@ class Service:
         self._stop.set()
         for thread in self._threads:
             thread.join(5)
+        if self.metrics is not None:
+            self.metrics.close()
         for sock in (self._frames_socket, self._results_socket):
             if sock is not None:
                 sock.close(0)
@@ -216,6 +269,7 @@ class Service:
         while not self._stop.wait(0.5):
             if self._worker_stop.is_set():
                 continue
+            self._refresh_producer_counters()
             for i, worker in enumerate(self._workers):
                 if worker.process.is_alive():
                     continue

@@ -116,6 +116,7 @@ class Collector:
         self.keep_frames = keep_frames
         self.drain_timeout_s = drain_timeout_s
         self.malformed_results = 0
+        self.metrics = None  # a detector.metrics.PipelineMetrics, when the service serves them
         self.workers: dict[str, WorkerStats] = {}
         self.workers_seen_s: dict[str, float] = {}
         self._streams: dict[str, StreamState] = {}
@@ -171,6 +172,14 @@ class Collector:
             # Live streams show why they are reconnecting; frames flowing again clear it.
             state.error = info.get("error") if status in ("reconnecting", "stalled") else None
             self._publish_status(state)
+
+    def update_counters(self, stream_id: str, counters: dict[str, int]) -> None:
+        """Refresh a running stream's producer counters (read, sampled, dropped, reconnects);
+        published with the next status refresh and score."""
+        with self._lock:
+            state = self._streams.get(stream_id)
+            if state is not None and state.status not in TERMINAL_STATUSES:
+                state.counters.update(counters)
 
     def fail(self, stream_id: str, error: str) -> None:
         with self._lock:
@@ -291,6 +300,9 @@ class Collector:
                 "error": result.error,
             }
             self.sink.publish_score(message)
+            if self.metrics is not None:
+                self.metrics.observe_result(result.batch_size, result.timings_ms,
+                                            (time.time() - result.capture_time_s) * 1000.0)
             if result.thumbnail_jpeg is not None:
                 self.sink.set_thumbnail(result.stream_id, result.thumbnail_jpeg)
             self._maybe_finish(state)

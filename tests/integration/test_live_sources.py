@@ -168,6 +168,10 @@ def test_frames_flow_from_a_real_rtsp_server(service, servers, client):
         assert latest["stream_id"] == "flow" and latest["latency_ms"] >= 0
         assert client.xlen("deepfake:history:flow") >= 5
         assert frames_read(service, "flow") >= 4 * 5
+        # and the published counters follow the producer's while it runs
+        wait_until(lambda: status(client, "flow").get("frames_read", 0) >= 20, 10,
+                   message="frames_read published")
+        assert status(client, "flow")["frames_sampled"] >= 5
     finally:
         service.remove_stream("flow")
     wait_until(lambda: status(client, "flow").get("status") == "stopped", 10, message="stopped")
