@@ -212,6 +212,44 @@ def test_server_killed_and_restarted_stream_returns_and_other_never_pauses(servi
         service.remove_stream("steady")
 
 
+def test_frozen_server_is_stalled_then_reconnects_when_it_thaws(service, servers, client):
+    # given a stream, and a listener on the events channel
+    camera = servers()
+    events: list[dict] = []
+    pubsub = client.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe("deepfake:events")
+    attach(service, "frozen", camera.url(0))
+    try:
+        wait_until(lambda: scored(service, "frozen") >= 2, 60, message="frozen scored")
+        # when the server freezes (connection open, no packets) for longer than the stall timeout
+        os.kill(camera.process.pid, signal.SIGSTOP)
+        frozen_s = time.monotonic()
+
+        def saw(status_name):
+            while (message := pubsub.get_message(timeout=0.1)) is not None:
+                record = json.loads(message["data"])
+                if record["stream_id"] == "frozen":
+                    events.append(record)
+            return any(e["status"] == status_name for e in events)
+
+        # then the stream is reported stalled after stall_timeout_s (5 s), then reconnecting
+        wait_until(lambda: saw("stalled"), 20, message="stalled")
+        assert time.monotonic() - frozen_s >= 4.0
+        wait_until(lambda: saw("reconnecting"), 10, message="reconnecting")
+        # and when the server thaws, frames flow again
+        os.kill(camera.process.pid, signal.SIGCONT)
+        reads = frames_read(service, "frozen")
+        wait_until(lambda: frames_read(service, "frozen") > reads + 10, 30,
+                   message="frames after the thaw")
+        wait_until(lambda: saw("running") and events[-1]["status"] == "running", 10,
+                   message="running again")
+    finally:
+        if camera.process is not None:
+            os.kill(camera.process.pid, signal.SIGCONT)
+        service.remove_stream("frozen")
+        pubsub.close()
+
+
 def test_unreachable_camera_is_reconnecting_and_the_service_stays_healthy(service, servers, client):
     # given a camera URL nobody listens on, next to a working one
     camera = servers()

@@ -111,3 +111,34 @@ def test_frame_indices_continue_across_reconnects(hub_and_statuses):
     wait_until(lambda: len(seen) > 10, 10, message="frames")
     hub.remove("cam")
     assert seen[:10] == list(range(seen[0], seen[0] + 10))
+
+
+class FlakyCamera:
+    """A fake cv2.VideoCapture: the 1st device delivers 5 frames then is unplugged, the 2nd
+    cannot be opened, the 3rd streams."""
+
+    def __init__(self):
+        self.generation = 0
+
+    def __call__(self, device):
+        from tests.unit.test_webcam_source import FakeCapture
+
+        self.generation += 1
+        frames = {1: 5, 2: 0, 3: 10**9}.get(self.generation, 10**9)
+        return FakeCapture(device, frames=frames, is_opened=self.generation != 2)
+
+
+@pytest.mark.timeout(30)
+def test_an_unplugged_webcam_is_reopened(hub_and_statuses):
+    from producers.webcam_source import WebcamSource
+
+    hub, statuses = hub_and_statuses
+    camera = FlakyCamera()
+    handle = hub.add(WebcamSource("webcam:0", "cam", open_capture=camera), stride=2)
+    wait_until(lambda: handle.counters.frames_read > 50, 10, message="frames after replug")
+    hub.remove("cam")
+    names = [s for s, _ in statuses]
+    assert names[:3] == ["connecting", "running", "reconnecting"]
+    assert "running" in names[3:] and names[-1] == "stopped"
+    assert camera.generation == 3 and handle.counters.reconnects == 2
+    assert handle.counters.frames_sampled == (handle.counters.frames_read + 1) // 2
