@@ -107,6 +107,7 @@ def image_data_uri(image: np.ndarray | bytes, is_rgb: bool = True) -> str:
 
 
 def verdict_badge(verdict: str, score: float | None, element_id: str) -> html.Span:
+    """The verdict on its colour, with the score when there is one."""
     colour = VERDICT_COLOURS.get(verdict, "#222")
     text = verdict if score is None else f"{verdict} ({score:.3f})"
     return html.Span(text, id=element_id,
@@ -196,6 +197,7 @@ def build_layout(redis_display_url: str, max_upload_mb: float,
 
 
 def error_view(message: str, element_id: str = "upload-error") -> html.Div:
+    """A refused upload's one-sentence reason."""
     return html.Div(message, id=element_id, className="error", style=ERROR_STYLE)
 
 

@@ -98,6 +98,7 @@ def sniff_kind(head: bytes) -> str | None:
 
 
 def too_big_message(filename: str, size_bytes: int, max_bytes: int) -> str:
+    """The page's sentence for an oversize file (also used by the browser-side check)."""
     return (f"{Path(filename).name}: the file is {size_bytes / 1e6:.1f} MB; the limit is "
             f"{max_bytes / 1e6:g} MB (dashboard.max_upload_mb)")
 
@@ -242,6 +243,11 @@ class UploadScorer:
         self._explainer = None
 
     def scorer(self) -> FrameScorer:
+        """The workers' FrameScorer for the configured model (loaded on first use).
+
+        Raises:
+            ModelError: the model card or its weights are missing or do not fit.
+        """
         with self._lock:
             if self._scorer is None:
                 from detector.worker import build_frame_scorer

@@ -127,18 +127,31 @@ def replayed(tiny_model_dir, face_video, redis_server, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def live_page(replayed, redis_server, browser):
+def live_url(replayed, redis_server):
     from consumers.dashboard import create_app
 
-    app = create_app(replayed, redis_server.url, refresh_interval_ms=300)
-    with served(app) as url:
-        browser.get(url)
-        browser.get_log("browser")   # start the console log from here
+    with served(create_app(replayed, redis_server.url, refresh_interval_ms=300)) as url:
+        yield url
+
+
+@pytest.fixture
+def live_page(live_url, browser):
+    """The dashboard of the replayed stream, freshly loaded; the test fails on console errors."""
+    with opened(browser, live_url):
         yield browser
-        # every callback of every test above answered without a browser-side error
-        severe = [entry["message"] for entry in browser.get_log("browser")
-                  if entry["level"] == "SEVERE"]
-        assert not severe, severe
+
+
+@contextmanager
+def opened(driver, url: str):
+    """Load ``url``; afterwards check that no callback failed in the browser (a failing
+    callback logs a SEVERE console entry) and leave the page before its server stops."""
+    driver.get(url)
+    driver.get_log("browser")   # the console log starts here
+    yield driver
+    severe = [entry["message"] for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+    driver.get("about:blank")
+    driver.get_log("browser")
+    assert not severe, "\n".join(severe)
 
 
 @pytest.fixture(scope="module")
@@ -159,7 +172,9 @@ def face_image(face_video, tmp_path_factory) -> Path:
 
 
 def upload(driver, path: Path) -> None:
-    driver.find_element("css selector", "#upload input[type=file]").send_keys(str(path))
+    field = wait_for(driver, lambda d: d.find_element("css selector", "#upload input[type=file]"),
+                     PAGE_TIMEOUT_S, "the upload field")   # dcc.Upload's code loads lazily
+    field.send_keys(str(path))
 
 
 def test_the_replayed_stream_appears_with_its_score_history_and_thumbnail(
@@ -276,7 +291,8 @@ def test_attach_and_detach_go_through_the_control_channel_and_hide_credentials(
     control = ControlServer(client, RedisKeys(replayed.redis.prefix), attach, detach).start()
     try:
         # when an RTSP URL with a password is attached from the form
-        field = live_page.find_element("css selector", "#attach-url")
+        field = wait_for(live_page, lambda d: d.find_element("css selector", "#attach-url"),
+                         PAGE_TIMEOUT_S, "the form")
         field.clear()
         field.send_keys("rtsp://admin:s3cret@10.0.0.5:554/live")
         live_page.find_element("css selector", "#attach-stride").send_keys("2")
@@ -303,8 +319,8 @@ def test_an_empty_redis_shows_the_no_streams_yet_state(tiny_model_dir, redis_ser
     from consumers.dashboard import create_app
 
     config = dashboard_config(tiny_model_dir, f"empty{uuid.uuid4().hex[:8]}")
-    with served(create_app(config, redis_server.url, refresh_interval_ms=300)) as url:
-        browser.get(url)
+    with served(create_app(config, redis_server.url, refresh_interval_ms=300)) as url, \
+            opened(browser, url):
         text = wait_for(browser, lambda d: d.find_element("css selector", "#empty-state").text,
                         PAGE_TIMEOUT_S, "the empty state")
         assert "No streams yet" in text
@@ -360,8 +376,8 @@ def test_redis_going_away_shows_disconnected_and_the_page_recovers(tiny_model_di
              "rolling_score": 0.2, "verdict": "REAL", "fps": 7.5, "frames_scored": 30,
              "frames_dropped": 4, "latency_ms": 85.0}))
         client.close()
-        with served(create_app(config, url, refresh_interval_ms=300)) as page_url:
-            browser.get(page_url)
+        with served(create_app(config, url, refresh_interval_ms=300)) as page_url, \
+                opened(browser, page_url):
             wait_for(browser, lambda d: "cam1" in text_of(d, "#streams-table"), PAGE_TIMEOUT_S,
                      "the stream row")
             # when Redis goes away
@@ -410,8 +426,7 @@ def test_a_file_attached_from_the_form_is_scored_by_the_running_service(
     try:
         wait_until(lambda: client.exists(f"{prefix}:service"), 90, message="service heartbeat")
         app = create_app(load_config(config_path), redis_server.url, refresh_interval_ms=300)
-        with served(app) as url:
-            browser.get(url)
+        with served(app) as url, opened(browser, url):
             wait_for(browser, lambda d: "service running" in text_of(d, "#connection-banner"),
                      PAGE_TIMEOUT_S, "the service in the banner")
             # when the face video is attached from the form
