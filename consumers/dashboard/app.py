@@ -59,7 +59,10 @@ def run_dashboard(config: Config, redis_url: str, host: str | None = None,
     host = host or config.dashboard.host
     port = port or config.dashboard.port
     app = create_app(config, redis_url)
-    log.warning("dashboard on http://%s:%d/ (Redis %s)", host, port, mask_url(redis_url))
+    if not log.isEnabledFor(logging.DEBUG):
+        # The page polls several times a second; one log line per request drowns the rest.
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    log.info("dashboard on http://%s:%d/ reading Redis %s", host, port, mask_url(redis_url))
     try:
         app.run(host=host, port=port, debug=False)
     except KeyboardInterrupt:

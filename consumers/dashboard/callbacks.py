@@ -16,7 +16,6 @@ from dash.exceptions import PreventUpdate
 from consumers.dashboard import layout
 from consumers.dashboard.control_form import attach_target, default_stream_id, mask_in_text
 from consumers.dashboard.figures import history_figure, placeholder_figure, upload_figure
-from consumers.dashboard.gradcam import overlay_heatmap
 from consumers.dashboard.redis_reader import DashboardReader
 from consumers.dashboard.upload import UploadScorer, too_big_message
 from detector.config import mask_url
@@ -176,11 +175,7 @@ def register_callbacks(app: dash.Dash, reader: DashboardReader, uploads: UploadS
                                                      int(payload["size_bytes"]), uploads.max_bytes))
         try:
             result = uploads.score(filename, (payload or {}).get("contents"))
-            explainer = uploads.explainer()
-            explanations = []
-            for crop in result.crops[:EXPLAINED_CROPS]:
-                cam, _ = explainer.explain(crop.crop_rgb)
-                explanations.append((crop, crop.crop_rgb, overlay_heatmap(crop.crop_rgb, cam)))
+            explanations = uploads.explain(result.crops[:EXPLAINED_CROPS])
         except SourceError as exc:
             return layout.error_view(str(exc))
         except ModelError as exc:

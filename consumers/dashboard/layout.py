@@ -223,14 +223,14 @@ def thumbnail_view(stream_id: str, jpeg: bytes | None, latest: dict | None) -> h
     return html.Div([picture, html.Div(facts, style={"marginTop": "8px", "fontSize": "14px"})])
 
 
-def upload_result_view(result, figure, explanations: Sequence[tuple[object, np.ndarray, np.ndarray]],
+def upload_result_view(result, figure, explanations: Sequence[tuple[object, np.ndarray]],
                        model_note: str | None) -> html.Div:
     """Verdict, per-frame chart, the crops that drove the score and their Grad-CAM maps.
 
     Args:
         result: an :class:`~consumers.dashboard.upload.UploadResult`.
         figure: its per-frame chart.
-        explanations: ``(face crop, crop RGB, heat-map overlay RGB)`` for the top crops.
+        explanations: ``(face crop, heat-map overlay RGB)`` for the most suspicious crops.
         model_note: a warning about the model (an untrained test model), or None.
     """
     frames_text = ("1 image" if result.kind == "image"
@@ -260,13 +260,13 @@ def upload_result_view(result, figure, explanations: Sequence[tuple[object, np.n
                           id="upload-crops", style={"display": "flex", "flexWrap": "wrap"}))
     why_tiles = [
         html.Div([
-            html.Img(src=image_data_uri(crop_rgb), style={"width": "160px", "height": "160px"}),
+            html.Img(src=image_data_uri(crop.crop_rgb), style={"width": "160px", "height": "160px"}),
             html.Img(src=image_data_uri(overlay_rgb), className="gradcam",
                      style={"width": "160px", "height": "160px", "marginLeft": "4px"}),
             html.Div(f"frame {crop.frame_index}: fake probability {crop.fake_probability:.3f}",
                      style={"fontSize": "12px"}),
         ], style={"margin": "4px 12px 4px 0"})
-        for crop, crop_rgb, overlay_rgb in explanations
+        for crop, overlay_rgb in explanations
     ]
     if why_tiles:
         parts.append(html.H4("Why: Grad-CAM over the face", style={"marginBottom": "4px"}))

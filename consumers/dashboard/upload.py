@@ -255,15 +255,23 @@ class UploadScorer:
                 self._scorer = build_frame_scorer(self.config)
             return self._scorer
 
-    def explainer(self):
-        """The Grad-CAM explainer of the same model card (built on first use)."""
-        from consumers.dashboard.gradcam import GradCam
+    def explain(self, crops: Sequence[FaceCrop]) -> list[tuple[FaceCrop, np.ndarray]]:
+        """Grad-CAM overlays of ``crops`` by a Keras copy of the same model card's weights.
+
+        Returns:
+            ``(crop, (s, s, 3) uint8 RGB overlay)`` per crop, in order.
+        """
+        from consumers.dashboard.gradcam import GradCam, overlay_heatmap
 
         scorer = self.scorer()
         with self._lock:
             if self._explainer is None:
                 self._explainer = GradCam(scorer.card)
-            return self._explainer
+            overlays = []
+            for crop in crops:
+                cam, _ = self._explainer.explain(crop.crop_rgb)
+                overlays.append((crop, overlay_heatmap(crop.crop_rgb, cam)))
+            return overlays
 
     @property
     def threshold(self) -> float:

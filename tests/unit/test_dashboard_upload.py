@@ -133,3 +133,24 @@ def test_no_face_anywhere_is_no_face_not_a_number():
 
 def test_decode_contents_round_trips():
     assert decode_contents(data_url(b"\x00\x01payload")) == b"\x00\x01payload"
+
+
+def test_a_long_video_is_sampled_by_stride_then_spread(face_video):
+    data = face_video.read_bytes()
+    check = check_upload("driving.mp4", data_url(data), max_bytes=len(data))
+    frames = read_frames(check, data, stride=4, max_frames=3)
+    assert [index for index, _ in frames] == [0, 20, 40]
+    assert frames[0][1].shape == (240, 320, 3)
+
+
+def test_the_upload_scorer_scores_a_face_video_and_explains_its_crops(make_config, face_video):
+    from consumers.dashboard.upload import UploadScorer
+
+    scorer = UploadScorer(make_config(dashboard={"max_upload_mb": 5}))
+    result = scorer.score("driving.mp4", data_url(face_video.read_bytes()))
+    assert result.frame_indices == tuple(range(0, 42, 4))
+    assert result.faces_found >= 1 and result.verdict in ("REAL", "FAKE")
+    assert result.threshold == 0.5
+    overlays = scorer.explain(result.crops[:2])
+    assert [crop for crop, _ in overlays] == list(result.crops[:2])
+    assert all(overlay.shape == (64, 64, 3) for _, overlay in overlays)
