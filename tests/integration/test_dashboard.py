@@ -26,7 +26,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                   "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--no-first-run", "--window-size=1300,1000")
+                  "--disable-sync", "--no-first-run", "--window-size=1300,1150")
 PAGE_TIMEOUT_S = 60
 UPLOAD_TIMEOUT_S = 150   # the first upload loads TensorFlow and the model
 
@@ -269,7 +269,7 @@ def test_a_bad_upload_shows_a_clear_message(live_page, tmp_path, screenshot_dir,
 
 
 def test_attach_and_detach_go_through_the_control_channel_and_hide_credentials(
-        live_page, replayed, redis_server):
+        live_page, replayed, redis_server, screenshot_dir):
     import redis
 
     from app.control import ControlServer
@@ -304,6 +304,9 @@ def test_attach_and_detach_go_through_the_control_channel_and_hide_credentials(
         assert "attached live" in reply and "s3cret" not in reply and "admin" not in reply
         assert live_page.find_element("css selector", "#attach-url").get_attribute("value") == ""
         assert "s3cret" not in live_page.find_element("tag name", "body").get_attribute("innerHTML")
+        section = live_page.find_element("css selector", "#control-section")
+        live_page.execute_script("arguments[0].scrollIntoView();", section)
+        section.screenshot(str(screenshot_dir / "dashboard-attach.png"))
         # when an unknown stream is detached, the refusal is shown
         live_page.find_element("css selector", "#attach-id").send_keys("nope")
         live_page.find_element("css selector", "#detach-button").click()
