@@ -15,6 +15,7 @@ from dash.exceptions import PreventUpdate
 
 from consumers.dashboard import layout
 from consumers.dashboard.control_form import attach_target, default_stream_id, mask_in_text
+from consumers.dashboard.frame_why import clicked_frame_index, read_frame
 from consumers.dashboard.figures import history_figure, placeholder_figure, upload_figure
 from consumers.dashboard.redis_reader import DashboardReader
 from consumers.dashboard.upload import UploadScorer, too_big_message
@@ -113,6 +114,28 @@ def register_callbacks(app: dash.Dash, reader: DashboardReader, uploads: UploadS
         if signature == new_signature:
             raise PreventUpdate
         return layout.thumbnail_view(stream_id, jpeg, latest), new_signature
+
+    @app.callback(
+        Output("frame-why-panel", "children"),
+        Input("history-chart", "clickData"), State("stream-select", "value"),
+        prevent_initial_call=True,
+    )
+    def explain_clicked_frame(click_data, stream_id):
+        frame_index = clicked_frame_index(click_data)
+        if frame_index is None or not stream_id:
+            raise PreventUpdate
+        try:
+            status = next((s for s in reader.streams() if s.stream_id == stream_id), None)
+            if status is None or status.kind != "file":
+                return html.Div(f"{stream_id} is a live stream: its frames are not kept, so only "
+                                "file streams and uploads can be explained.", id="frame-why",
+                                style={"color": "#777"})
+            frame_bgr = read_frame(status.source, frame_index)
+            result = uploads.score_frame(stream_id, frame_index, frame_bgr)
+            explanations = uploads.explain(result.crops[:EXPLAINED_CROPS])
+        except DetectorError as exc:   # Redis gone, file unreadable here, model missing
+            return layout.error_view(str(exc), "frame-why-error")
+        return layout.frame_why_view(stream_id, result, explanations)
 
     @app.callback(
         Output("control-reply", "children"), Output("attach-url", "value"),

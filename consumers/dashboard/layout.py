@@ -135,6 +135,9 @@ def _live_section() -> html.Div:
                          style={"display": "flex", "alignItems": "center", "margin": "10px 0"}),
                 dcc.Graph(id="history-chart", figure=placeholder_figure("select a stream"),
                           config={"displaylogo": False}),
+                html.Div("Click a point to see why that frame scored as it did (file streams).",
+                         style={"color": "#666", "fontSize": "13px"}),
+                dcc.Loading(html.Div(id="frame-why-panel", style={"marginTop": "6px"}), type="dot"),
             ], style={"flex": "3", "minWidth": "0"}),
             html.Div([
                 html.H4("Latest scored frame", style={"margin": "10px 0 6px"}),
@@ -258,7 +261,14 @@ def upload_result_view(result, figure, explanations: Sequence[tuple[object, np.n
     parts.append(html.H4("Face crops that drove the score", style={"marginBottom": "4px"}))
     parts.append(html.Div(crop_tiles or [html.Div("no face found", style={"color": "#777"})],
                           id="upload-crops", style={"display": "flex", "flexWrap": "wrap"}))
-    why_tiles = [
+    if explanations:
+        parts.append(why_view(explanations, "upload-why"))
+    return html.Div(parts, id="upload-report")
+
+
+def why_view(explanations: Sequence[tuple[object, np.ndarray]], element_id: str) -> html.Div:
+    """Grad-CAM tiles: each face crop beside its heat map, with its fake probability."""
+    tiles = [
         html.Div([
             html.Img(src=image_data_uri(crop.crop_rgb), style={"width": "160px", "height": "160px"}),
             html.Img(src=image_data_uri(overlay_rgb), className="gradcam",
@@ -268,10 +278,22 @@ def upload_result_view(result, figure, explanations: Sequence[tuple[object, np.n
         ], style={"margin": "4px 12px 4px 0"})
         for crop, overlay_rgb in explanations
     ]
-    if why_tiles:
-        parts.append(html.H4("Why: Grad-CAM over the face", style={"marginBottom": "4px"}))
-        parts.append(html.Div("Red regions pushed the fake probability up the most (gradients "
-                              "of the score through the last convolutional layer).",
-                              style={"color": "#666", "fontSize": "13px"}))
-        parts.append(html.Div(why_tiles, id="upload-why", style={"display": "flex", "flexWrap": "wrap"}))
-    return html.Div(parts, id="upload-report")
+    return html.Div([
+        html.H4("Why: Grad-CAM over the face", style={"marginBottom": "4px"}),
+        html.Div("Red regions pushed the fake probability up the most (gradients of the score "
+                 "through the last convolutional layer).", style={"color": "#666", "fontSize": "13px"}),
+        html.Div(tiles, style={"display": "flex", "flexWrap": "wrap"}),
+    ], id=element_id)
+
+
+def frame_why_view(stream_id: str, result, explanations: Sequence[tuple[object, np.ndarray]]) -> html.Div:
+    """"Why" for one frame of a stream, scored again from its file."""
+    index = result.frame_indices[0]
+    if not explanations:
+        return html.Div(f"{stream_id} frame {index}: no face found", id="frame-why",
+                        style={"color": "#777"})
+    return html.Div([
+        html.Div([f"{stream_id} frame {index}, scored again from its file: ",
+                  verdict_badge(result.verdict, result.score, "frame-why-verdict")]),
+        why_view(explanations, "frame-why-tiles"),
+    ], id="frame-why")

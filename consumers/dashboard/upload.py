@@ -255,6 +255,13 @@ class UploadScorer:
                 self._scorer = build_frame_scorer(self.config)
             return self._scorer
 
+    def score_frame(self, label: str, frame_index: int, frame_bgr: np.ndarray) -> UploadResult:
+        """Score one already-decoded frame (a frame of a stream) the same way as an upload."""
+        scorer, threshold = self.scorer(), self.threshold
+        with self._lock:
+            return score_frames(scorer, UploadCheck(label, "image", 0), [(frame_index, frame_bgr)],
+                                threshold)
+
     def explain(self, crops: Sequence[FaceCrop]) -> list[tuple[FaceCrop, np.ndarray]]:
         """Grad-CAM overlays of ``crops`` by a Keras copy of the same model card's weights.
 

@@ -482,3 +482,21 @@ def test_the_dashboard_subcommand_serves_the_page_and_stops_on_ctrl_c(tmp_path, 
         output, _ = process.communicate(timeout=30)
     assert process.returncode == 0, output
     assert "Traceback" not in output
+
+
+def test_clicking_a_point_of_a_file_stream_explains_that_frame(live_page, screenshot_dir):
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    # given the replayed stream's chart
+    points = wait_for(live_page, lambda d: d.find_elements(
+        "css selector", "#history-chart .scatterlayer .trace:first-child .point"),
+        PAGE_TIMEOUT_S, "chart points")
+    # when a point is clicked
+    ActionChains(live_page).move_to_element(points[2]).click().perform()
+    # then that frame is decoded again from the file and its face gets a heat map
+    why = wait_for(live_page, lambda d: d.find_element("css selector", "#frame-why").text,
+                   UPLOAD_TIMEOUT_S, "the frame's explanation")
+    assert "driving frame 8" in why
+    assert live_page.find_elements("css selector", "#frame-why-tiles img.gradcam")
+    live_page.find_element("css selector", "#live-section").screenshot(
+        str(screenshot_dir / "dashboard-why-frame.png"))
