@@ -15,8 +15,8 @@ from dash.exceptions import PreventUpdate
 
 from consumers.dashboard import layout
 from consumers.dashboard.control_form import attach_target, default_stream_id, mask_in_text
-from consumers.dashboard.frame_why import clicked_frame_index, read_frame
 from consumers.dashboard.figures import history_figure, placeholder_figure, upload_figure
+from consumers.dashboard.frame_why import clicked_frame_index, read_frame
 from consumers.dashboard.redis_reader import DashboardReader
 from consumers.dashboard.upload import UploadScorer, too_big_message
 from detector.config import mask_url

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import cv2
 import numpy as np
@@ -11,6 +11,11 @@ from dash import dcc, html
 
 from consumers.dashboard.figures import placeholder_figure
 from consumers.dashboard.redis_reader import StreamStatus
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
+
+    from consumers.dashboard.upload import FaceCrop, UploadResult
 
 REFRESH_INTERVAL_MS = 500   # live views poll Redis twice a second at most
 
@@ -226,7 +231,8 @@ def thumbnail_view(stream_id: str, jpeg: bytes | None, latest: dict | None) -> h
     return html.Div([picture, html.Div(facts, style={"marginTop": "8px", "fontSize": "14px"})])
 
 
-def upload_result_view(result, figure, explanations: Sequence[tuple[object, np.ndarray]],
+def upload_result_view(result: "UploadResult", figure: "go.Figure",
+                       explanations: Sequence[tuple["FaceCrop", np.ndarray]],
                        model_note: str | None) -> html.Div:
     """Verdict, per-frame chart, the crops that drove the score and their Grad-CAM maps.
 
@@ -266,7 +272,7 @@ def upload_result_view(result, figure, explanations: Sequence[tuple[object, np.n
     return html.Div(parts, id="upload-report")
 
 
-def why_view(explanations: Sequence[tuple[object, np.ndarray]], element_id: str) -> html.Div:
+def why_view(explanations: Sequence[tuple["FaceCrop", np.ndarray]], element_id: str) -> html.Div:
     """Grad-CAM tiles: each face crop beside its heat map, with its fake probability."""
     tiles = [
         html.Div([
@@ -286,7 +292,8 @@ def why_view(explanations: Sequence[tuple[object, np.ndarray]], element_id: str)
     ], id=element_id)
 
 
-def frame_why_view(stream_id: str, result, explanations: Sequence[tuple[object, np.ndarray]]) -> html.Div:
+def frame_why_view(stream_id: str, result: "UploadResult",
+                   explanations: Sequence[tuple["FaceCrop", np.ndarray]]) -> html.Div:
     """"Why" for one frame of a stream, scored again from its file."""
     index = result.frame_indices[0]
     if not explanations:
