@@ -189,20 +189,22 @@ def run_step(service, server, listener: ScoreListener, n_streams: int, warmup_s:
     }
 
 
-def limiting_stage(step: dict) -> str:
-    """A one-line guess at what limits a step, from its stage times and CPU use."""
+def limiting_stage(step: dict, fps: int) -> str:
+    """A one-line guess at what limits a step, from its rates, stage times and CPU use."""
     stages = {k: v for k, v in step["stage_mean_ms"].items() if v is not None and k != "queue"}
     cpu = step["cpu"]
-    if step["read_fps_min_stream"] < 27:
+    worst = max(stages, key=stages.get) if stages else None
+    pool_behind = step["scored_fps"] < 0.95 * step["sampled_fps"] or (step["drop_fraction"] or 0) > 0.01
+    if pool_behind and worst is not None:
+        return (f"worker pool: {worst} {stages[worst]:.0f} ms/frame on "
+                f"{cpu['workers_cores']:.2f} worker cores")
+    if step["read_fps_min_stream"] < 0.9 * fps:
         return f"capture/decode (a stream read only {step['read_fps_min_stream']:.0f} fps)"
-    if cpu["machine_busy_pct"] > 90 and cpu["service_cores"] > cpu["workers_cores"]:
-        return "CPU: capture + decode in the service process"
-    if stages:
-        worst = max(stages, key=stages.get)
-        queue = step["stage_mean_ms"].get("queue")
-        if queue is not None and queue > sum(stages.values()):
-            return f"worker pool throughput (queueing {queue:.0f} ms; slowest stage {worst})"
-        return f"{worst} ({stages[worst]:.1f} ms per frame)"
+    queue = step["stage_mean_ms"].get("queue")
+    if worst is not None and queue is not None and queue > sum(stages.values()):
+        return f"queueing before the workers ({queue:.0f} ms; slowest stage {worst})"
+    if worst is not None:
+        return f"not saturated; slowest stage {worst} ({stages[worst]:.1f} ms/frame)"
     return "unknown (no scores)"
 
 
@@ -237,6 +239,8 @@ def build_config(args, tmp_path: Path) -> Config:
         raw["workers"]["count"] = args.workers
     if args.max_batch is not None:
         raw["workers"]["max_batch"] = args.max_batch
+    if args.frames_hwm is not None:
+        raw["pool"]["frames_hwm"] = args.frames_hwm
     return config_from_dict(raw)
 
 
@@ -257,6 +261,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="a random-weight B0 at this input size instead of the configured model")
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--max-batch", type=int, default=None)
+    parser.add_argument("--frames-hwm", type=int, default=None,
+                        help="pool.frames_hwm: frames ZeroMQ may queue per worker before the "
+                             "live buffers start dropping the oldest")
     parser.add_argument("--max-p95-ms", type=float, default=500.0)
     parser.add_argument("--max-drop", type=float, default=0.05)
     parser.add_argument("--json", type=Path, default=Path("bench/live.json"))
@@ -291,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
             for n in counts:
                 print(f"step: {n} streams, {args.duration:.0f} s …", flush=True)
                 step = run_step(service, server, listener, n, args.warmup, args.duration)
-                step["limited_by"] = limiting_stage(step)
+                step["limited_by"] = limiting_stage(step, args.fps)
                 steps.append(step)
                 print_row(step)
                 p95 = step["latency_p95_ms"]
@@ -313,6 +320,7 @@ def main(argv: list[str] | None = None) -> int:
         "clip": {"width": args.width, "height": args.height, "fps": args.fps},
         "stride": args.stride, "detector": config.faces.detector, "model": config.model.name,
         "workers": config.workers.resolved_count(), "max_batch": config.workers.max_batch,
+        "frames_hwm": config.pool.frames_hwm,
         "limits": {"p95_ms": args.max_p95_ms, "drop_fraction": args.max_drop},
         "max_streams_within_limits": max((s["streams"] for s in passing), default=0),
         "steps": steps,
@@ -348,7 +356,8 @@ def print_table(result: dict) -> None:
     print()
     print(f"{result['clip']['width']}×{result['clip']['height']} @ {result['clip']['fps']} fps, "
           f"stride {result['stride']}, detector {result['detector']}, model {result['model']}, "
-          f"{result['workers']} workers × batch {result['max_batch']}, {result['machine']['cpus']} CPUs")
+          f"{result['workers']} workers × batch {result['max_batch']}, frames_hwm "
+          f"{result['frames_hwm']}, {result['machine']['cpus']} CPUs")
     print(HEADER)
     for step in result["steps"]:
         print_row(step)

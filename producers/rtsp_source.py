@@ -72,8 +72,9 @@ class RtspSource:
 
     def open(self) -> None:
         self.close()
-        # FFmpeg's own socket timeout (µs) covers connect and each read inside the demuxer;
-        # PyAV's (open, read) timeout interrupts anything else that blocks.
+        # FFmpeg's own socket timeout (µs) covers connect and each read inside the demuxer
+        # (FFmpeg >= 5 calls it "timeout"; the old "stimeout" is gone, and PyAV >= 12 bundles
+        # FFmpeg >= 6); PyAV's (open, read) timeout interrupts anything else that blocks.
         socket_timeout_us = str(int(max(self.open_timeout_s, self.read_timeout_s) * 1_000_000))
         options = {"rtsp_transport": self.transport, "timeout": socket_timeout_us}
         try:

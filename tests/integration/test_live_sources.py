@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 
@@ -281,7 +282,7 @@ def test_malformed_url_fails_at_once(service):
     assert PASSWORD not in str(info.value)
 
 
-def test_credentials_never_reach_redis_or_logs(service, servers, client, caplog, capfd):
+def test_credentials_never_reach_redis_metrics_or_logs(service, servers, client, caplog, capfd):
     caplog.set_level(logging.DEBUG)
     published: list[bytes] = []
     pubsub = client.pubsub()
@@ -332,6 +333,15 @@ def test_credentials_never_reach_redis_or_logs(service, servers, client, caplog,
     for blob in dump + published:
         for secret in secrets:
             assert secret not in blob, f"credentials leaked into Redis: {blob[:200]!r}"
+    from prometheus_client import generate_latest
+
+    from detector.metrics import PipelineMetrics
+
+    metrics_text = generate_latest(
+        PipelineMetrics(service.stream_counts, service.service_counts).registry)
+    assert b'stream="secure"' in metrics_text
+    for secret in secrets:
+        assert secret not in metrics_text
     captured = capfd.readouterr()
     log_text = "\n".join(record.getMessage() for record in caplog.records)
     for text in (log_text, caplog.text, captured.out, captured.err):
@@ -387,3 +397,51 @@ def test_redis_outage_service_keeps_running_and_resumes_publishing(service, serv
             fresh.close()
     finally:
         service.remove_stream("outage")
+
+
+def test_cli_run_attach_streams_detach_with_a_password_protected_camera(
+        tmp_path, tiny_model_dir, servers, own_redis, client):
+    """The user's path: `run` with a [[streams]] camera, `attach` another, `streams`, `detach`;
+    the password shows in no command output and no Redis value, metrics are served."""
+    from tests.integration.test_cli import cli, write_config
+
+    camera = servers(user=USER, password=PASSWORD, mounts=2)
+    config = write_config(tmp_path, tiny_model_dir, extra=(
+        '[sources]\nstall_timeout_s = 5.0\nreconnect_max_s = 2.0\n'
+        f'[[streams]]\nid = "door"\nurl = "{camera.url(0)}"\n'
+    )).read_text().replace("[metrics]\nenabled = false\n", "[metrics]\nenabled = true\nport = 0\n")
+    (tmp_path / "config.toml").write_text(config)
+    args = ("--config", str(tmp_path / "config.toml"), "--redis-url", own_redis.url)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    run = subprocess.Popen([sys.executable, "-m", "app.cli", "run", "-v", *args],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    outputs = []
+    try:
+        wait_until(lambda: status(client, "door").get("frames_scored", 0) >= 2, 120,
+                   message="door scored")
+        attached = cli("attach", camera.url(1), "--id", "side", *args)
+        outputs.append(attached.stdout + attached.stderr)
+        assert attached.returncode == 0 and "attached side (rtsp://***@127.0.0.1" in attached.stdout
+        wait_until(lambda: status(client, "side").get("status") == "running", 30, message="side running")
+        listed = cli("streams", *args)
+        outputs.append(listed.stdout + listed.stderr)
+        assert listed.returncode == 0 and "door" in listed.stdout and "side" in listed.stdout
+        detached = cli("detach", "side", *args)
+        outputs.append(detached.stdout + detached.stderr)
+        assert detached.returncode == 0
+        wait_until(lambda: status(client, "side").get("status") == "stopped", 15, message="stopped")
+        bad = cli("attach", f"rtsp://{USER}:{PASSWORD}@/nohost", "--id", "bad", *args)
+        outputs.append(bad.stdout + bad.stderr)
+        assert bad.returncode == 1 and "malformed" in bad.stdout
+    finally:
+        run.send_signal(signal.SIGINT)
+        output, _ = run.communicate(timeout=60)
+        outputs.append(output)
+    assert run.returncode == 0, output
+    assert "Traceback" not in output and "metrics at http://127.0.0.1:" in output
+    for text in outputs:
+        assert PASSWORD not in text and f"{USER}:" not in text
+    for key in client.scan_iter("*"):
+        value = client.hgetall(key) if client.type(key) == b"hash" else (
+            client.get(key) if client.type(key) == b"string" else b"")
+        assert PASSWORD.encode() not in repr(value).encode()
