@@ -106,6 +106,8 @@ class Service:
                 self.collector.on_status,
                 thumbnail_interval_s=self.config.dashboard.thumbnail_interval_s,
                 live_buffer_frames=self.config.sources.live_buffer_frames,
+                scored_count=self._scored_count,
+                live_max_in_flight=self.config.sources.max_in_flight_frames,
             )
             self.hub.reader_loops[True] = make_live_reader(self.config.sources)
             self._start_metrics()
@@ -146,6 +148,10 @@ class Service:
                 producer.get("frames_sampled", 0), producer.get("frames_dropped", 0),
                 state.frames_scored, producer.get("reconnects", 0)))
         return counts
+
+    def _scored_count(self, stream_id: str) -> int:
+        state = self.collector.stream(stream_id)
+        return state.frames_scored if state is not None else 0
 
     def service_counts(self) -> ServiceCounts:
         return ServiceCounts(self.workers_alive(), sum(w.restarts for w in self._workers))

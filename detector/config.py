@@ -107,7 +107,8 @@ class ScoringConfig:
 
 @dataclass(frozen=True)
 class SourcesConfig:
-    """Live-source behaviour (webcams, RTSP)."""
+    """Live-source behaviour (webcams, RTSP). ``max_in_flight_frames``: frames of one live
+    stream sent to the pool but not yet scored; past it, the stream's buffer drops its oldest."""
 
     stall_timeout_s: float = field(default=20.0, metadata=_rule(gt=0))
     open_timeout_s: float = field(default=10.0, metadata=_rule(gt=0))
@@ -115,6 +116,7 @@ class SourcesConfig:
     reconnect_min_s: float = field(default=1.0, metadata=_rule(gt=0))
     reconnect_max_s: float = field(default=10.0, metadata=_rule(gt=0))
     live_buffer_frames: int = field(default=2, metadata=_rule(ge=1))
+    max_in_flight_frames: int = field(default=2, metadata=_rule(ge=1))
 
 
 @dataclass(frozen=True)

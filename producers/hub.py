@@ -51,6 +51,10 @@ class StreamHandle:
     thread: threading.Thread | None = None
     last_thumbnail_s: float = 0.0
     is_done: bool = False
+    # live credit (see ProducerHub._has_credit): results seen, frames given up as lost
+    last_scored: int = 0
+    frames_lost: int = 0
+    credit_blocked_since_s: float | None = None
 
 
 StatusCallback = Callable[[str, str, dict], None]
@@ -66,6 +70,12 @@ class ProducerHub:
             holds counters and, for ``finished``/``failed``, ``frames_sampled`` and ``error``.
         thumbnail_interval_s: at most one frame per stream per interval asks for a thumbnail.
         live_buffer_frames: capacity of a live stream's drop-oldest buffer.
+        scored_count: ``scored_count(stream_id)`` → results received so far for the stream; with
+            it, a live stream keeps at most ``live_max_in_flight`` frames in ZeroMQ and the
+            workers, so a slow pool makes its buffer drop the oldest frames instead of queueing
+            stale ones. None: no limit.
+        live_max_in_flight: frames of one live stream sent but not yet scored.
+        lost_after_s: frames without a result for this long count as lost (a worker died).
     """
 
     def __init__(
@@ -75,12 +85,18 @@ class ProducerHub:
         thumbnail_interval_s: float = 1.0,
         live_buffer_frames: int = 2,
         file_buffer_frames: int = 4,
+        scored_count: Callable[[str], int] | None = None,
+        live_max_in_flight: int = 2,
+        lost_after_s: float = 5.0,
     ):
         self._socket = socket
         self._on_status = on_status
         self._thumbnail_interval_s = thumbnail_interval_s
         self._live_buffer_frames = live_buffer_frames
         self._file_buffer_frames = file_buffer_frames
+        self._scored_count = scored_count
+        self._live_max_in_flight = live_max_in_flight
+        self._lost_after_s = lost_after_s
         self._streams: dict[str, StreamHandle] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -198,6 +214,8 @@ class ProducerHub:
         while not self._stop.is_set():
             sent_any = False
             for handle in self.handles():
+                if handle.source.is_live and not self._has_credit(handle):
+                    continue
                 message = handle.buffer.get_nowait()
                 if message is None:
                     continue
@@ -211,6 +229,30 @@ class ProducerHub:
             if not sent_any:
                 self._wakeup.wait(0.05)
                 self._wakeup.clear()
+
+
+    def _has_credit(self, handle: StreamHandle) -> bool:
+        """May the sender hand this live stream's next frame to ZeroMQ?"""
+        if self._scored_count is None:
+            return True
+        scored = self._scored_count(handle.source.stream_id)
+        if scored != handle.last_scored:
+            handle.last_scored = scored
+            handle.credit_blocked_since_s = None
+        in_flight = handle.counters.frames_sent - scored - handle.frames_lost
+        if in_flight < self._live_max_in_flight:
+            handle.credit_blocked_since_s = None
+            return True
+        now = time.monotonic()
+        if handle.credit_blocked_since_s is None:
+            handle.credit_blocked_since_s = now
+        elif now - handle.credit_blocked_since_s > self._lost_after_s:
+            log.info("stream %s: %d frames got no result within %.0f s; counting them lost",
+                     handle.source.stream_id, in_flight, self._lost_after_s)
+            handle.frames_lost += in_flight
+            handle.credit_blocked_since_s = None
+            return True
+        return False
 
 
 def run_file_reader(hub: ProducerHub, handle: StreamHandle) -> None:

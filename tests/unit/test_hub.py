@@ -1,0 +1,87 @@
+"""The hub's live credit: at most N frames of a live stream in flight, the rest dropped oldest-first."""
+
+from __future__ import annotations
+
+import pytest
+import zmq
+
+from detector.config import SourcesConfig
+from detector.wire import FrameMessage
+from producers.hub import ProducerHub
+from producers.live import make_live_reader
+from tests.conftest import wait_until
+from tests.unit.test_live import ScriptedSource
+
+
+@pytest.fixture
+def pool_sockets():
+    context = zmq.Context()
+    push = context.socket(zmq.PUSH)
+    push.setsockopt(zmq.LINGER, 0)
+    push.bind("inproc://pool")
+    pull = context.socket(zmq.PULL)
+    pull.setsockopt(zmq.LINGER, 0)
+    pull.connect("inproc://pool")
+    hubs = []
+    yield push, pull, hubs
+    for hub in hubs:
+        hub.close()
+    push.close(0)
+    pull.close(0)
+    context.term()
+
+
+def make_hub(push, hubs, scored: dict, lost_after_s: float = 60.0) -> ProducerHub:
+    hub = ProducerHub(push, lambda *args: None, live_buffer_frames=2,
+                      scored_count=lambda stream_id: scored.get(stream_id, 0),
+                      live_max_in_flight=2, lost_after_s=lost_after_s)
+    hub.reader_loops[True] = make_live_reader(SourcesConfig(reconnect_min_s=0.01))
+    hubs.append(hub)
+    return hub
+
+
+def received_indices(pull) -> list[int]:
+    indices = []
+    while pull.poll(100):
+        indices.append(FrameMessage.decode(pull.recv_multipart()).frame_index)
+    return indices
+
+
+@pytest.mark.timeout(30)
+def test_a_slow_pool_makes_a_live_stream_drop_instead_of_queueing(pool_sockets):
+    push, pull, hubs = pool_sockets
+    scored = {"cam": 0}
+    hub = make_hub(push, hubs, scored)
+    # given a camera and a pool that has scored nothing yet
+    handle = hub.add(ScriptedSource(["forever"]), stride=1)
+    wait_until(lambda: handle.counters.frames_read > 60, 10, message="frames read")
+    # then only two frames went out; the rest were dropped oldest-first and counted
+    assert handle.counters.frames_sent == 2
+    assert handle.buffer.dropped >= 50
+    first = received_indices(pull)
+    assert len(first) == 2
+    # when the pool scores them, the next frames sent are fresh ones, not the queued past
+    scored["cam"] = 2
+    wait_until(lambda: handle.counters.frames_sent == 4, 5, message="two more sent")
+    later = received_indices(pull)
+    assert len(later) == 2 and min(later) > max(first) + 40
+
+
+@pytest.mark.timeout(30)
+def test_frames_without_results_are_counted_lost_and_sending_resumes(pool_sockets):
+    push, pull, hubs = pool_sockets
+    hub = make_hub(push, hubs, scored={}, lost_after_s=0.2)
+    handle = hub.add(ScriptedSource(["forever"]), stride=1)
+    wait_until(lambda: handle.counters.frames_sent >= 6, 10, message="sending resumed")
+    assert handle.frames_lost >= 4
+
+
+@pytest.mark.timeout(30)
+def test_files_are_not_limited(pool_sockets):
+    push, pull, hubs = pool_sockets
+    hub = make_hub(push, hubs, scored={})
+    source = ScriptedSource([10])
+    source.is_live = False
+    handle = hub.add(source, stride=1)
+    wait_until(lambda: handle.counters.frames_sent == 10, 10, message="all file frames sent")
+    assert len(received_indices(pull)) == 10 and handle.buffer.dropped == 0
