@@ -370,6 +370,42 @@ def test_sigkilled_worker_is_restarted_and_scoring_continues(service, servers, c
         service.remove_stream("survivor")
 
 
+def test_with_two_workers_a_sigkill_pauses_no_stream_for_10_s(make_config_module, own_redis, servers):
+    # given a service with two workers and two cameras
+    config = make_config_module(
+        workers={"count": 2, "max_batch": 4, "max_wait_ms": 20},
+        redis={"prefix": "twoworkers"},
+        sampling={"stride": 4},
+        sources={"reconnect_min_s": 0.5, "reconnect_max_s": 2.0},
+    )
+    two = Service(config, redis_url=own_redis.url).start()
+    camera = servers(mounts=2)
+    try:
+        wait_until(lambda: two.workers_ready() == 2, 180, message="two workers ready")
+        for i in range(2):
+            attach(two, f"pair{i}", camera.url(i))
+        wait_until(lambda: all(scored(two, f"pair{i}") >= 3 for i in range(2)), 60,
+                   message="both scored")
+        # when one worker is SIGKILLed while frames are in flight
+        os.kill(two.worker_pids()["w0"], signal.SIGKILL)
+        # then no stream goes 10 s without a score (frames the dead worker held count as lost)
+        longest_gap_s = {f"pair{i}": 0.0 for i in range(2)}
+        last = {sid: (scored(two, sid), time.monotonic()) for sid in longest_gap_s}
+        end = time.monotonic() + 15
+        while time.monotonic() < end:
+            for sid in longest_gap_s:
+                count, since = last[sid]
+                now = time.monotonic()
+                longest_gap_s[sid] = max(longest_gap_s[sid], now - since)
+                if scored(two, sid) != count:
+                    last[sid] = (scored(two, sid), now)
+            time.sleep(0.1)
+        assert max(longest_gap_s.values()) < 10, longest_gap_s
+        wait_until(lambda: two.workers_alive() == 2, 30, message="w0 restarted")
+    finally:
+        two.stop(drain=False)
+
+
 def test_redis_outage_service_keeps_running_and_resumes_publishing(service, servers, own_redis):
     # given a stream being published
     camera = servers()
