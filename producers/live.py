@@ -81,8 +81,9 @@ def run_live_reader(hub: ProducerHub, handle: StreamHandle, sources: SourcesConf
         except SourceError as exc:
             error = str(exc)
         except Exception as exc:  # noqa: BLE001 - one broken camera must not stop the others
-            log.exception("stream %s: unexpected reader error", stream_id)
+            # the type only: a library's message or traceback may quote the URL with credentials
             error = f"{source.display_url}: unexpected error ({exc.__class__.__name__})"
+            log.error("stream %s: %s", stream_id, error)
         finally:
             source.close()
         if handle.stop.is_set():
