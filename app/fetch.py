@@ -10,7 +10,7 @@ from detector.errors import DetectorError
 from detector.face_detect import YUNET_URL
 
 
-def fetch_yunet(target: Path, source: str | None = None, timeout_s: float = 30.0) -> int:
+def fetch_yunet(target: Path, source: str | None = None, timeout_s: float = 15.0) -> int:
     """Download (or copy from ``source``) the YuNet ONNX file to ``target``."""
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.is_file():
