@@ -184,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="time a random-weight B0 at this input size instead of the configured model")
     parser.add_argument("--runtime", choices=("auto", "keras", "litert"), default=None)
     parser.add_argument("--detector", choices=("haar", "yunet"), default=None)
+    parser.add_argument("--yunet", type=Path, default=None,
+                        help="YuNet ONNX file (default faces.yunet_model; ../shared/models/ has a copy here)")
     parser.add_argument("--skip-batch1", action="store_true", help="skip the end-to-end batch-1 run")
     parser.add_argument("--json", type=Path, default=Path("bench/pipeline.json"))
     args = parser.parse_args(argv)
@@ -215,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
             raw["workers"]["runtime"] = args.runtime
         if args.detector:
             raw["faces"]["detector"] = args.detector
+        if args.yunet:
+            raw["faces"]["yunet_model"] = str(args.yunet.resolve())
         config = config_from_dict(raw)
 
         print(f"writing {args.streams} × {args.frames} frames of 1280×720 …", flush=True)
