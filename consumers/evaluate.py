@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+import cv2
 import numpy as np
 
 from detector.errors import DetectorError, SourceError
@@ -202,7 +203,7 @@ def evaluate_items(
                 item.fallback_frames = fallbacks
                 item.faces = faces
                 item.score = aggregate_video(scores)
-            except (DetectorError, OSError, ValueError) as exc:
+            except (DetectorError, OSError, ValueError, cv2.error) as exc:
                 item.error = str(exc)
                 log.warning("item %s: %s", row.path, exc)
         item.seconds = time.perf_counter() - started

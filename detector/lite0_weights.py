@@ -175,9 +175,15 @@ class LoadReport:
         return (
             f"Lite0 → B0: {len(self.loaded_layers)} layers loaded from "
             f"{len(self.used_tensors)} tensors; {len(self.fresh_layers)} weighted layers left "
-            f"fresh ({', '.join(sorted({n.split('_', 1)[-1] for n in self.fresh_layers}))}); "
+            f"fresh ({', '.join(sorted({_kind(n) for n in self.fresh_layers}))}); "
             f"skipped {len(self.skipped_tensors)} tensors"
         )
+
+
+def _kind(layer_name: str) -> str:
+    """``block3b_se_reduce`` → ``se_reduce``; names outside blocks stay as they are."""
+    head, _, rest = layer_name.partition("_")
+    return rest if head.startswith("block") and rest else layer_name
 
 
 def lite0_to_b0_layer_map() -> dict[str, tuple[str, str]]:
