@@ -95,6 +95,8 @@ def train_command(args: argparse.Namespace) -> int:
         learning_rate=args.learning_rate,
         init=args.init,
         seed=args.seed,
+        utkface_share=args.utkface_share,
+        init_weights=str(args.init_weights) if args.init_weights else None,
     )
     split = _split_path(config, args)
     if not split.is_file():
@@ -193,6 +195,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--learning-rate", type=float, default=4e-4)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--utkface-share", type=float, default=0.4,
+                   help="share of training samples drawn from UTKFace chips (rest: video frames, stills)")
+    p.add_argument("--init-weights", type=Path, default=None,
+                   help="start from these weights (e.g. a previous run's epoch) instead of --init")
     p.add_argument("--stop-after", type=int, default=None,
                    help="stop after this many epochs (a short comparison run)")
     p.add_argument("--no-publish", action="store_true", help="train only; do not write the model")

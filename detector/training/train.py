@@ -62,6 +62,7 @@ class TrainSettings:
     utkface_share: float = 0.4
     holdout_pairs: int = 300
     seed: int = 0
+    init_weights: str | None = None  # start from these weights (a previous run) instead of init
 
     def __post_init__(self) -> None:
         if self.init not in INITS:
@@ -345,6 +346,11 @@ def build_model(settings: TrainSettings, size_px: int, weights: list | None = No
         model.set_weights(weights)
         return model
     keras.utils.set_random_seed(settings.seed)
+    if settings.init_weights:
+        model = EfficientNetB0Classifier(size_px, **kwargs)
+        model.load_weights(settings.init_weights)
+        log.info("initialised from %s", settings.init_weights)
+        return model
     if settings.init == "lite0":
         from detector.lite0_weights import build_lite0_initialised_b0
 
@@ -409,6 +415,8 @@ def train_model(
     state = RunState(settings=_jsonable(settings))
     if state_path.is_file():
         saved = json.loads(state_path.read_text())
+        # Settings added after a run started take their defaults.
+        saved["settings"] = {**_jsonable(TrainSettings()), **saved["settings"]}
         if saved["settings"] != state.settings:
             raise ValueError(f"{run_dir} holds a run with other settings; use a new --run-dir")
         state = RunState(**saved)

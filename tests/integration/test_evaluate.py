@@ -169,3 +169,31 @@ def test_read_labels_requires_columns(tmp_path):
         read_labels(path)
     with pytest.raises(SourceError, match="not found"):
         read_labels(tmp_path / "nope.csv")
+
+
+@pytest.mark.parametrize("labels,scores,low,high", [
+    ([0, 0, 1, 1], [0.1, 0.3, 0.6, 0.9], 0.3, 0.6),   # separable: anywhere between the classes
+    ([0, 1, 0, 1], [0.2, 0.4, 0.6, 0.8], 0.2, 0.8),
+    ([1, 1], [0.3, 0.4], 0.5, 0.5),                   # one class only: the neutral 0.5
+])
+def test_select_threshold(labels, scores, low, high):
+    from detector.training.metrics import balanced_accuracy_at, select_threshold
+
+    threshold = select_threshold(labels, scores)
+    assert low <= threshold <= high
+    if len(set(labels)) == 2 and labels == [0, 0, 1, 1]:
+        assert balanced_accuracy_at(labels, scores, threshold) == 1.0
+
+
+def test_bootstrap_interval_contains_the_estimate_and_groups_widen_it():
+    from detector.training.metrics import bootstrap_auc
+
+    rng = np.random.default_rng(0)
+    labels = [0] * 40 + [1] * 40
+    scores = list(rng.normal(0, 1, 40)) + list(rng.normal(1, 1, 40))
+    by_item = bootstrap_auc(labels, scores, resamples=300)
+    groups = [f"g{i // 10}" for i in range(80)]  # eight groups of ten items
+    by_group = bootstrap_auc(labels, scores, groups, resamples=300)
+    assert by_item.low <= by_item.value <= by_item.high
+    assert by_item.value == by_group.value
+    assert (by_group.high - by_group.low) >= (by_item.high - by_item.low) * 0.8
