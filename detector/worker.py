@@ -14,7 +14,6 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import zmq
 
@@ -266,6 +265,3 @@ def run_remote_worker(config: Config, frames_endpoint: str, results_endpoint: st
         worker.close()
     return 0
 
-
-def default_yunet_path(config: Config) -> Path:
-    return config.resolve_path(config.faces.yunet_model)

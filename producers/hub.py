@@ -7,7 +7,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Callable
 
 import zmq
 
@@ -283,6 +283,3 @@ def run_file_reader(hub: ProducerHub, handle: StreamHandle) -> None:
     status = STOPPED if handle.stop.is_set() else DRAINING
     hub.report(handle, status, eof=True, frames_sent=handle.counters.frames_sent)
 
-
-def iter_handles_done(handles: Iterable[StreamHandle]) -> bool:
-    return all(h.is_done for h in handles)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import zmq
 
-from detector.wire import FrameMessage, ResultMessage, WorkerStats, decode_worker_output
+from detector.wire import FrameMessage, ResultMessage, decode_worker_output
 from detector.worker import Worker, WorkerEndpoints, build_frame_scorer, results_endpoint_for
 from producers.synthetic import load_face_bgr, make_frame
 

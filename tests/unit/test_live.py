@@ -104,7 +104,7 @@ def test_reconnects_after_eof_and_refusals_and_keeps_counting(hub_and_statuses):
 def test_frame_indices_continue_across_reconnects(hub_and_statuses):
     hub, _ = hub_and_statuses
     source = ScriptedSource([2, 2, 2, "forever"])
-    handle = hub.add(source, stride=1)
+    hub.add(source, stride=1)
     seen = []
     original = hub.offer
     hub.offer = lambda h, frame: (seen.append(frame.frame_index), original(h, frame))
