@@ -44,6 +44,8 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 def _port_is_free(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # redis-server binds with SO_REUSEADDR: a port in TIME_WAIT after the last run is free.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:
@@ -74,7 +76,8 @@ class EmbeddedRedis:
         port = self._requested_port
         if port == 0 or not _port_is_free(port):
             if port:
-                log.info("port %d is taken; the embedded Redis uses another one", port)
+                log.warning("port %d is taken; the embedded Redis uses another one: pass "
+                            "--redis-url to watch/attach/dashboard (the URL is logged below)", port)
             port = free_port()
         self.port = port
         self._dir = tempfile.TemporaryDirectory(prefix="deepfake-redis-")

@@ -78,3 +78,13 @@ def test_same_stem_twice_gets_distinct_ids_and_stride_is_respected(
     files = json.loads(report_path.read_text())["files"]
     assert [f["stream_id"] for f in files] == ["driving", "driving-2"]
     assert all([r["frame_index"] for r in f["frames"]] == [0, 10, 20, 30, 40] for f in files)
+
+
+def test_embedded_redis_reuses_its_port_right_after_a_previous_run():
+    from detector.embedded_redis import EmbeddedRedis, free_port
+
+    port = free_port()
+    with EmbeddedRedis(port) as first:
+        assert first.port == port
+    with EmbeddedRedis(port) as second:  # the old socket may sit in TIME_WAIT
+        assert second.port == port
