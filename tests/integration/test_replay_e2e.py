@@ -83,8 +83,13 @@ def test_same_stem_twice_gets_distinct_ids_and_stride_is_respected(
 def test_embedded_redis_reuses_its_port_right_after_a_previous_run():
     from detector.embedded_redis import EmbeddedRedis, free_port
 
+    import redis
+
     port = free_port()
     with EmbeddedRedis(port) as first:
         assert first.port == port
-    with EmbeddedRedis(port) as second:  # the old socket may sit in TIME_WAIT
+        client = redis.Redis(port=port)
+        client.ping()  # a connection the server closes on exit leaves its port in TIME_WAIT
+    with EmbeddedRedis(port) as second:
         assert second.port == port
+    client.close()
