@@ -52,6 +52,8 @@ class StreamRow:
             self.rolling_score = record["rolling_score"]
             self.verdict = record.get("verdict", self.verdict)
         self.fps = record.get("fps", self.fps) or 0.0
+        if record.get("latency_ms") is not None:
+            self.latency_ms = record["latency_ms"]
         self.updated_s = time.time()
 
 

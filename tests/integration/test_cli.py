@@ -128,10 +128,11 @@ def test_attach_without_a_service_times_out_with_a_clear_error(tmp_path, tiny_mo
 
 def test_watch_once_lists_streams(tmp_path, tiny_model_dir, redis_server, redis_client):
     redis_client.hset("deepfake:streams", "door", json.dumps(
-        {"status": "running", "rolling_score": 0.81, "verdict": "FAKE", "fps": 7.5}))
+        {"status": "running", "rolling_score": 0.81, "verdict": "FAKE", "fps": 7.5, "latency_ms": 93.0}))
     result = cli("watch", "--once", "--redis-url", redis_server.url)
     assert result.returncode == 0
     assert "door" in result.stdout and "FAKE" in result.stdout and "0.810" in result.stdout
+    assert "93 ms" in result.stdout
 
 
 def test_ctrl_c_during_replay_drains_writes_the_report_and_exits_1(tmp_path, tiny_model_dir, redis_server, redis_client):
