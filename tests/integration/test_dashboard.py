@@ -1,7 +1,9 @@
 """The dashboard in a real headless Chromium against a real redis-server filled by a real replay.
 
 Screenshots go to ``$DASHBOARD_SCREENSHOT_DIR`` when it is set (``docs/`` refreshes the ones the
-docs show), else to the test's temporary folder.
+docs show), else to the test's temporary folder. ``$DASHBOARD_SCREENSHOT_CARD`` (e.g.
+``models/sbi_b0.toml``) serves that trained model instead of the random-weight test model, so
+the screenshots show real scores; the assertions do not depend on the model.
 """
 
 from __future__ import annotations
@@ -56,6 +58,26 @@ def browser():
     driver.set_page_load_timeout(PAGE_TIMEOUT_S)
     yield driver
     driver.quit()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tiny_model_dir, tmp_path_factory) -> Path:
+    """The random-weight test model, or the card named by $DASHBOARD_SCREENSHOT_CARD under its name."""
+    card = os.environ.get("DASHBOARD_SCREENSHOT_CARD")
+    if not card:
+        return tiny_model_dir
+    card_path = Path(card).resolve()
+    folder = tmp_path_factory.mktemp("screenshot-model")
+    lines = []
+    for line in card_path.read_text(encoding="utf-8").splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == "name":
+            line = 'name = "tiny_b0"'
+        elif key.strip() in ("weights", "tflite"):
+            line = f'{key.strip()} = "{card_path.parent / value.strip().strip(chr(34))}"'
+        lines.append(line)
+    (folder / "tiny_b0.toml").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return folder
 
 
 @pytest.fixture(scope="module")
@@ -195,7 +217,10 @@ def test_the_replayed_stream_appears_with_its_score_history_and_thumbnail(
         "css selector", "#history-chart .scatterlayer .trace:first-child .point"),
         PAGE_TIMEOUT_S, "chart points")
     assert 1 <= len(points) <= 11
-    assert "threshold 0.50" in text_of(live_page, "#history-chart")
+    from detector.worker import load_card
+
+    threshold = load_card(replayed).threshold
+    assert f"threshold {threshold:.2f}" in text_of(live_page, "#history-chart")
     # and the selected stream's latest frame is shown
     wait_for(live_page, lambda d: d.find_elements("css selector", "#thumbnail-image"),
              PAGE_TIMEOUT_S, "the thumbnail")
