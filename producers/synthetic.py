@@ -92,14 +92,7 @@ def write_video(path: Path | str, n_frames: int, width: int = 640, height: int =
         stream.time_base = Fraction(1, fps)
         if codec == "libx264":
             stream.options = {"preset": "ultrafast", "crf": "18"}
-        for index in range(n_frames):
-            image = make_frame(index, width, height, face, face_px)
-            frame = av.VideoFrame.from_ndarray(image, format="bgr24")
-            frame.pts = index
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+        _encode_frames(container, stream, n_frames, face, face_px)
     return path
 
 
@@ -123,12 +116,17 @@ def write_h264_clip(path: Path | str, n_frames: int, width: int = 1280, height: 
         stream.thread_type = "FRAME"  # PyAV's default (slice threads) splits pictures into slices
         stream.options = {"preset": "ultrafast", "crf": "23", "bf": "0",
                           "g": str(keyframe_interval), "x264-params": "slices=1"}
-        for index in range(n_frames):
-            image = make_frame(index, width, height, face, int(height * 0.6))
-            frame = av.VideoFrame.from_ndarray(image, format="bgr24")
-            frame.pts = index
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+        _encode_frames(container, stream, n_frames, face, int(height * 0.6))
     return path
+
+
+def _encode_frames(container, stream, n_frames: int, face: np.ndarray | None, face_px: int) -> None:
+    """Encode ``n_frames`` index-stamped frames of the stream's size, then flush the encoder."""
+    for index in range(n_frames):
+        image = make_frame(index, stream.width, stream.height, face, face_px)
+        frame = av.VideoFrame.from_ndarray(image, format="bgr24")
+        frame.pts = index
+        for packet in stream.encode(frame):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
