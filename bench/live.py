@@ -10,7 +10,7 @@ JSON. Speed is reported, never asserted.
     python bench/live.py --streams 1,2,4,8,12 --duration 60 --json bench/live.json
 
 Needs GStreamer's RTSP server (scripts/apt-packages.txt) and, for ``--detector yunet`` (the
-default), faces.yunet_model or /work/shared/models/face_detection_yunet.onnx.
+default), faces.yunet_model or ../shared/models/face_detection_yunet.onnx.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from detector.config import Config, config_from_dict, load_config  # noqa: E402
 from detector.model_card import card_path_for  # noqa: E402
 
-SHARED_YUNET = Path("/work/shared/models/face_detection_yunet.onnx")
+SHARED_YUNET = ROOT.parent / "shared" / "models" / "face_detection_yunet.onnx"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
