@@ -4,5 +4,5 @@
 source "$(dirname "$0")/_env.sh"
 mapfile -t extra < <(grep -v '^\s*#' scripts/apt-packages.txt 2>/dev/null | sed '/^\s*$/d')
 install_debian_packages "${extra[@]}"
-setup_venv "test,litert"
+setup_venv "test,litert,train"
 exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
