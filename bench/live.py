@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from detector.config import Config, config_from_dict, load_config  # noqa: E402
+from detector.config import Config, config_from_dict, config_to_dict, load_config  # noqa: E402
 from detector.model_card import card_path_for  # noqa: E402
 
 SHARED_YUNET = ROOT.parent / "shared" / "models" / "face_detection_yunet.onnx"
@@ -211,9 +211,7 @@ def limiting_stage(step: dict, fps: int) -> str:
 # --- setup --------------------------------------------------------------------------------------
 def build_config(args, tmp_path: Path) -> Config:
     base = load_config(args.config)
-    raw = {section: dataclasses.asdict(getattr(base, section)) for section in
-           ("redis", "pool", "sampling", "workers", "faces", "model", "scoring", "sources",
-            "metrics", "dashboard")}
+    raw = config_to_dict(base)
     raw["redis"]["url"] = ""
     raw["redis"]["embedded_port"] = 0
     raw["metrics"]["enabled"] = False

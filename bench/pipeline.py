@@ -13,7 +13,6 @@ Prints a table and writes JSON (``--json``). Speed is reported, never asserted.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
@@ -26,7 +25,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from detector.config import Config, config_from_dict, load_config  # noqa: E402
+from detector.config import Config, config_from_dict, config_to_dict, load_config  # noqa: E402
 from detector.model_card import card_path_for  # noqa: E402
 
 
@@ -198,9 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     base = load_config(args.config)
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         tmp_path = Path(tmp)
-        raw = {section: dataclasses.asdict(getattr(base, section)) for section in
-               ("redis", "pool", "sampling", "workers", "faces", "model", "scoring", "sources",
-                "metrics", "dashboard")}
+        raw = config_to_dict(base)
         raw["redis"]["url"] = ""
         raw["redis"]["embedded_port"] = 0
         raw["metrics"]["enabled"] = False

@@ -286,6 +286,13 @@ def config_from_dict(raw: Mapping[str, Any], base_dir: Path = Path(".")) -> Conf
     return Config(**sections, streams=streams, base_dir=base_dir)
 
 
+def config_to_dict(config: Config) -> dict[str, Any]:
+    """The inverse of :func:`config_from_dict`: plain TOML-shaped data (streams included)."""
+    raw: dict[str, Any] = {name: dataclasses.asdict(getattr(config, name)) for name in _SECTIONS}
+    raw["streams"] = [dataclasses.asdict(stream) for stream in config.streams]
+    return raw
+
+
 def load_config(path: Path | None = None) -> Config:
     """Load ``path``; with None, ``./config.toml`` if it exists, else the built-in defaults.
 

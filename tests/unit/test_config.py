@@ -88,3 +88,10 @@ def test_repository_config_toml_is_valid():
 def test_mask_url_hides_credentials(url, expected):
     assert mask_url(url) == expected
     assert "pw" not in mask_url(url) and "secret" not in mask_url(url)
+
+
+def test_config_to_dict_round_trips():
+    from detector.config import config_to_dict
+
+    config = config_from_dict({"workers": {"count": 3}, "streams": [{"id": "a", "url": "x.mp4", "stride": 2}]})
+    assert config_from_dict(config_to_dict(config)) == config
