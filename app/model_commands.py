@@ -97,6 +97,7 @@ def train_command(args: argparse.Namespace) -> int:
         seed=args.seed,
         utkface_share=args.utkface_share,
         init_weights=str(args.init_weights) if args.init_weights else None,
+        blend_recipe=args.blend_recipe,
     )
     split = _split_path(config, args)
     if not split.is_file():
@@ -116,7 +117,7 @@ def train_command(args: argparse.Namespace) -> int:
         return 0
     card = publish_model(state, run_dir, config.resolve_path(config.model.dir), config.model.name,
                          dev_labels if dev_labels.is_file() else None, Path(args.cache_dir),
-                         export_litert=args.litert)
+                         export_litert=args.litert, version=args.version)
     print(f"model card written to {card}")
     return 0
 
@@ -199,10 +200,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="share of training samples drawn from UTKFace chips (rest: video frames, stills)")
     p.add_argument("--init-weights", type=Path, default=None,
                    help="start from these weights (e.g. a previous run's epoch) instead of --init")
+    p.add_argument("--blend-recipe", choices=("v1", "v2"), default="v2",
+                   help="self-blend recipe (detector/self_blend.py BLEND_RECIPES; v1 made 0.1.0)")
     p.add_argument("--stop-after", type=int, default=None,
                    help="stop after this many epochs (a short comparison run)")
     p.add_argument("--no-publish", action="store_true", help="train only; do not write the model")
     p.add_argument("--litert", action="store_true", help="also export models/NAME.tflite")
+    p.add_argument("--version", default="0.1.0", help="version written into the card")
     p.set_defaults(func=train_command)
 
     p = subparsers.add_parser(

@@ -23,12 +23,14 @@ class SelfBlendSettings:
 
     max_shift: float = 0.03
     max_scale_change: float = 0.05
-    hue_shift_deg: float = 8.0
-    saturation_shift: float = 0.15
-    value_shift: float = 0.15
+    hue_shift_deg: float = 4.0
+    saturation_shift: float = 0.1
+    value_shift: float = 0.1
     rgb_shift: float = 20.0
-    contrast_range: tuple[float, float] = (0.85, 1.15)
+    rgb_shift_probability: float = 0.3
+    contrast_range: tuple[float, float] = (0.9, 1.1)
     hull_probability: float = 0.5
+    mask_warp: float = 0.04  # elastic warp of the mask outline, as a fraction of the face box
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.max_shift < 0.5:
@@ -37,6 +39,23 @@ class SelfBlendSettings:
             raise ValueError(f"expected 0 <= max_scale_change < 0.5, got {self.max_scale_change}")
         if not 0.0 <= self.hull_probability <= 1.0:
             raise ValueError(f"expected 0 <= hull_probability <= 1, got {self.hull_probability}")
+        if not 0.0 <= self.rgb_shift_probability <= 1.0:
+            raise ValueError(
+                f"expected 0 <= rgb_shift_probability <= 1, got {self.rgb_shift_probability}"
+            )
+        if not 0.0 <= self.mask_warp < 0.25:
+            raise ValueError(f"expected 0 <= mask_warp < 0.25, got {self.mask_warp}")
+
+
+# Recipes by name, so a training run records which one made its pseudo-fakes. "v1" made
+# sbi_b0 0.1.0: colour shifts on every source and a smooth mask outline. "v2" moves toward the
+# published recipe: the RGB shift on 30 % of sources, milder HSV and contrast changes, and an
+# elastically warped mask outline (face-swap masks follow landmarks, not ellipses).
+BLEND_RECIPES = {
+    "v1": SelfBlendSettings(hue_shift_deg=8.0, saturation_shift=0.15, value_shift=0.15,
+                            rgb_shift_probability=1.0, contrast_range=(0.85, 1.15), mask_warp=0.0),
+    "v2": SelfBlendSettings(),
+}
 
 
 def face_box_in_crop(size_px: int, margin: float) -> tuple[float, float, float, float]:
@@ -63,6 +82,7 @@ def random_face_mask(
     face_box_xyxy: tuple[float, float, float, float],
     rng: np.random.Generator,
     hull_probability: float = 0.5,
+    warp: float = 0.0,
 ) -> np.ndarray:
     """A soft mask in ``[0, 1]`` that is zero outside the face box.
 
@@ -75,6 +95,8 @@ def random_face_mask(
         face_box_xyxy: the face box in crop pixels.
         rng: the random generator.
         hull_probability: chance of the hull shape instead of the ellipse.
+        warp: largest displacement of the outline by a smooth random field, as a fraction of
+            the face box's shorter side (0 = none).
     Returns:
         ``(height, width)`` float32 mask.
     """
@@ -105,6 +127,8 @@ def random_face_mask(
     else:
         cv2.ellipse(hard, (int(round(cx)), int(round(cy))), (int(round(ax)), int(round(ay))),
                     angle, 0, 360, 1, thickness=-1)
+    if warp > 0:
+        hard = _warp_mask(hard, min(box_w, box_h) * warp, rng)
     side = max(3, int(min(box_w, box_h) * rng.uniform(0.02, 0.08)) | 1)
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (side, side))
     hard = cv2.erode(hard, kernel) if rng.random() < 0.5 else cv2.dilate(hard, kernel)
@@ -119,10 +143,23 @@ def random_face_mask(
     return mask * _box_indicator((height, width), face_box_xyxy)
 
 
+def _warp_mask(hard: np.ndarray, amplitude_px: float, rng: np.random.Generator) -> np.ndarray:
+    """Displace a binary mask by a smooth random field (a coarse grid of offsets, upsampled)."""
+    height, width = hard.shape
+    grid = rng.uniform(-1.0, 1.0, (2, 4, 4)).astype(np.float32) * amplitude_px
+    dx = cv2.resize(grid[0], (width, height), interpolation=cv2.INTER_CUBIC)
+    dy = cv2.resize(grid[1], (width, height), interpolation=cv2.INTER_CUBIC)
+    xx, yy = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
+    return cv2.remap(hard, xx + dx, yy + dy, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT,
+                     borderValue=0)
+
+
 def _colour_jitter(image_rgb: np.ndarray, rng: np.random.Generator,
                    settings: SelfBlendSettings) -> np.ndarray:
     out = image_rgb.astype(np.float32)
-    out += rng.uniform(-settings.rgb_shift, settings.rgb_shift, 3).astype(np.float32)
+    shift = rng.uniform(-settings.rgb_shift, settings.rgb_shift, 3).astype(np.float32)
+    if rng.random() < settings.rgb_shift_probability:
+        out += shift
     hsv = cv2.cvtColor(np.clip(out, 0, 255).astype(np.uint8), cv2.COLOR_RGB2HSV).astype(np.float32)
     hsv[..., 0] = (hsv[..., 0] + rng.uniform(-1, 1) * settings.hue_shift_deg / 2.0) % 180.0
     hsv[..., 1] *= 1.0 + rng.uniform(-settings.saturation_shift, settings.saturation_shift)
@@ -192,7 +229,8 @@ def self_blend(
     source = _colour_jitter(image_rgb, rng, settings)
     source = _frequency_jitter(source, rng)
     source = _geometric_jitter(source, face_box_xyxy, rng, settings)
-    mask = random_face_mask(image_rgb.shape[:2], face_box_xyxy, rng, settings.hull_probability)
+    mask = random_face_mask(image_rgb.shape[:2], face_box_xyxy, rng, settings.hull_probability,
+                            settings.mask_warp)
     ratio = float(rng.choice(BLEND_RATIOS))
     weight = (mask * ratio).astype(np.float32)
     blended = source * weight[..., None] + target * (1.0 - weight[..., None])

@@ -26,7 +26,7 @@ import numpy as np
 
 from detector.efficientnet import EfficientNetB0Classifier
 from detector.scoring import aggregate_video, frame_score
-from detector.self_blend import face_box_in_crop, self_blend
+from detector.self_blend import BLEND_RECIPES, SelfBlendSettings, face_box_in_crop, self_blend
 from detector.training.metrics import bootstrap_auc, roc_auc, select_threshold
 from detector.training.prepare import (
     DEV_SETTINGS,
@@ -63,6 +63,7 @@ class TrainSettings:
     holdout_pairs: int = 300
     seed: int = 0
     init_weights: str | None = None  # start from these weights (a previous run) instead of init
+    blend_recipe: str = "v2"  # a key of detector.self_blend.BLEND_RECIPES
 
     def __post_init__(self) -> None:
         if self.init not in INITS:
@@ -73,6 +74,10 @@ class TrainSettings:
             )
         if self.batch_size < 2 or self.batch_size % 2:
             raise ValueError(f"expected an even batch_size >= 2, got {self.batch_size}")
+        if self.blend_recipe not in BLEND_RECIPES:
+            raise ValueError(
+                f"expected blend_recipe in {sorted(BLEND_RECIPES)}, got {self.blend_recipe!r}"
+            )
         if not 0.0 <= self.utkface_share <= 1.0:
             raise ValueError(f"expected 0 <= utkface_share <= 1, got {self.utkface_share}")
 
@@ -194,11 +199,11 @@ def augment(image_rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.ascontiguousarray(out)
 
 
-def make_pair(crop_rgb: np.ndarray, size_px: int, margin: float,
-              rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def make_pair(crop_rgb: np.ndarray, size_px: int, margin: float, rng: np.random.Generator,
+              blend: SelfBlendSettings = BLEND_RECIPES["v2"]) -> tuple[np.ndarray, np.ndarray]:
     """One real and its self-blended pseudo-fake, both augmented, at ``size_px``."""
     real = resize_crops(crop_rgb[None], size_px)[0]
-    fake, _ = self_blend(real, face_box_in_crop(size_px, margin), rng)
+    fake, _ = self_blend(real, face_box_in_crop(size_px, margin), rng, blend)
     return augment(real, rng), augment(fake, rng)
 
 
@@ -214,6 +219,7 @@ class SelfBlendBatches(keras.utils.PyDataset):
         self._steps = steps
         self._margin = margin
         self._size = settings.size_at(epoch)
+        self._blend = BLEND_RECIPES[settings.blend_recipe]
         utk = np.flatnonzero(faces.is_utkface)
         other = np.flatnonzero(~faces.is_utkface)
         self._pools = [(pool, share) for pool, share in
@@ -233,7 +239,8 @@ class SelfBlendBatches(keras.utils.PyDataset):
         half = self._settings.batch_size // 2
         images, labels = [], []
         for i in self._pick(rng, half):
-            real, fake = make_pair(self._faces.crops_rgb[i], self._size, self._margin, rng)
+            real, fake = make_pair(self._faces.crops_rgb[i], self._size, self._margin, rng,
+                                   self._blend)
             images.extend([real, fake])
             labels.extend([0.0, 1.0])
         return normalise(np.stack(images)), np.asarray(labels, np.float32)[:, None]
@@ -262,7 +269,8 @@ class HoldoutSet:
     groups: np.ndarray
 
 
-def build_holdout_set(faces: FaceSet, pairs: int, margin: float, seed: int) -> HoldoutSet:
+def build_holdout_set(faces: FaceSet, pairs: int, margin: float, seed: int,
+                      blend: SelfBlendSettings = BLEND_RECIPES["v2"]) -> HoldoutSet:
     """Up to ``pairs`` held-out crops spread over the set, each with one self-blended copy."""
     if len(faces) == 0:
         size = faces.crops_rgb.shape[1]
@@ -273,7 +281,7 @@ def build_holdout_set(faces: FaceSet, pairs: int, margin: float, seed: int) -> H
     crops, labels, groups = [], [], []
     for i in picks:
         real = faces.crops_rgb[i]
-        fake, _ = self_blend(real, face_box_in_crop(size, margin), rng)
+        fake, _ = self_blend(real, face_box_in_crop(size, margin), rng, blend)
         crops.extend([real, fake])
         labels.extend([0, 1])
         groups.extend([faces.groups[i]] * 2)
@@ -415,8 +423,10 @@ def train_model(
     state = RunState(settings=_jsonable(settings))
     if state_path.is_file():
         saved = json.loads(state_path.read_text())
-        # Settings added after a run started take their defaults.
-        saved["settings"] = {**_jsonable(TrainSettings()), **saved["settings"]}
+        # Settings added after a run started take their defaults; runs from before blend
+        # recipes had names used "v1".
+        saved["settings"] = {**_jsonable(TrainSettings()), "blend_recipe": "v1",
+                             **saved["settings"]}
         if saved["settings"] != state.settings:
             raise ValueError(f"{run_dir} holds a run with other settings; use a new --run-dir")
         state = RunState(**saved)
@@ -428,7 +438,8 @@ def train_model(
     holdout_faces = load_face_set(rows, "holdout", cache_dir)
     if len(train) == 0:
         raise ValueError(f"no cached training faces in {cache_dir}: run `prepare` first")
-    holdout = build_holdout_set(holdout_faces, settings.holdout_pairs, face_margin, seed=1234)
+    holdout = build_holdout_set(holdout_faces, settings.holdout_pairs, face_margin, seed=1234,
+                                blend=BLEND_RECIPES[settings.blend_recipe])
     dev_items = load_dev_items(dev_labels, cache_dir) if dev_labels else []
     log.info("train crops %d (UTKFace %d), holdout pairs %d, dev items %d", len(train),
              int(train.is_utkface.sum()), len(holdout.labels) // 2, len(dev_items))

@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from detector.self_blend import SelfBlendSettings, face_box_in_crop, random_face_mask, self_blend
+from detector.self_blend import (
+    BLEND_RECIPES,
+    SelfBlendSettings,
+    face_box_in_crop,
+    random_face_mask,
+    self_blend,
+)
 
 
 def _face_image(size: int = 128, seed: int = 0) -> np.ndarray:
@@ -16,9 +22,10 @@ def _face_image(size: int = 128, seed: int = 0) -> np.ndarray:
 
 
 @pytest.mark.parametrize("seed", range(8))
-def test_mask_is_zero_outside_the_face_box(seed):
+@pytest.mark.parametrize("warp", [0.0, 0.04, 0.2])
+def test_mask_is_zero_outside_the_face_box(seed, warp):
     box = (30.0, 20.0, 100.0, 110.0)
-    mask = random_face_mask((128, 128), box, np.random.default_rng(seed))
+    mask = random_face_mask((128, 128), box, np.random.default_rng(seed), warp=warp)
     outside = np.ones((128, 128), bool)
     outside[20:110, 30:100] = False
     assert mask.dtype == np.float32
@@ -28,16 +35,24 @@ def test_mask_is_zero_outside_the_face_box(seed):
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_output_differs_from_input_only_inside_the_blended_region(seed):
+@pytest.mark.parametrize("recipe", sorted(BLEND_RECIPES))
+def test_output_differs_from_input_only_inside_the_blended_region(seed, recipe):
     image = _face_image()
     box = face_box_in_crop(128, 0.25)
-    out, weight = self_blend(image, box, np.random.default_rng(seed))
+    out, weight = self_blend(image, box, np.random.default_rng(seed), BLEND_RECIPES[recipe])
     assert out.shape == image.shape and out.dtype == np.uint8
     untouched = weight == 0
     np.testing.assert_array_equal(out[untouched], image[untouched])
     assert np.any(out[~untouched] != image[~untouched])
     x1, y1, x2, y2 = box
     assert not weight[: int(y1)].any() and not weight[int(np.ceil(y2)):].any()
+
+
+def test_the_mask_warp_moves_the_outline():
+    box = (30.0, 20.0, 100.0, 110.0)
+    plain = random_face_mask((128, 128), box, np.random.default_rng(5), warp=0.0)
+    warped = random_face_mask((128, 128), box, np.random.default_rng(5), warp=0.1)
+    assert np.abs(plain - warped).max() > 0.2
 
 
 def test_same_seed_same_output_and_different_seed_differs():
@@ -82,7 +97,8 @@ def test_rejects_degenerate_box():
 
 
 @pytest.mark.parametrize("kwargs", [{"max_shift": 0.6}, {"max_scale_change": -0.1},
-                                    {"hull_probability": 1.5}])
+                                    {"hull_probability": 1.5}, {"rgb_shift_probability": -0.1},
+                                    {"mask_warp": 0.3}])
 def test_settings_validate(kwargs):
     with pytest.raises(ValueError):
         SelfBlendSettings(**kwargs)

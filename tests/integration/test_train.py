@@ -1,0 +1,150 @@
+"""`train` on a tiny synthetic face cache: per-epoch checkpoints, resume, publish a loadable card."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from detector.model_card import load_model_card
+from detector.self_blend import BLEND_RECIPES
+from detector.training.prepare import TRAIN_SETTINGS, CachedFaces, cache_file, save_cached
+from detector.training.split import SplitRow
+from detector.training.train import (
+    RunState,
+    TrainSettings,
+    make_pair,
+    parse_schedule,
+    publish_model,
+    train_model,
+)
+
+SIZE = TRAIN_SETTINGS.crop_px
+
+
+def _crops(count: int, seed: int) -> np.ndarray:
+    """Face-like crops: a skin-toned ellipse with two dark eyes on a textured background."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    out = np.empty((count, SIZE, SIZE, 3), np.uint8)
+    for i in range(count):
+        image = rng.integers(40, 120, (SIZE, SIZE, 3), dtype=np.uint8)
+        tone = tuple(int(v) for v in rng.integers(120, 230, 3))
+        cv2.ellipse(image, (SIZE // 2, SIZE // 2), (SIZE // 5, SIZE // 4), 0, 0, 360, tone, -1)
+        for dx in (-SIZE // 12, SIZE // 12):
+            cv2.circle(image, (SIZE // 2 + dx, SIZE // 2 - SIZE // 16), SIZE // 40, (20, 20, 20), -1)
+        out[i] = image
+    return out
+
+
+@pytest.fixture()
+def tiny_cache(tmp_path: Path) -> tuple[list[SplitRow], Path]:
+    cache = tmp_path / "cache"
+    rows = []
+    for n, side in enumerate(("train", "train", "train", "holdout")):
+        path = f"train/real/synthetic/person{n}.png"
+        rows.append(SplitRow(path, f"synthetic:person{n}", side))
+        save_cached(cache_file(cache, TRAIN_SETTINGS, path),
+                    CachedFaces(_crops(3, n), np.zeros(3, np.int32), np.zeros(3, bool), 1))
+    return rows, cache
+
+
+def _settings(**changes) -> TrainSettings:
+    base = dict(schedule=((32, 1), (64, 1)), images_per_epoch=4, batch_size=2, holdout_pairs=3,
+                init="random", utkface_share=0.0, dropout_rate=0.0, drop_connect_rate=0.0)
+    return TrainSettings(**{**base, **changes})
+
+
+def test_a_run_checkpoints_each_epoch_resumes_and_publishes_a_card(tiny_cache, tmp_path):
+    rows, cache = tiny_cache
+    run = tmp_path / "run"
+    first = train_model(rows, cache, run, _settings(), dev_labels=None, workers=1,
+                        stop_after_epochs=1)
+    assert first.epochs_done == 1
+    assert (run / "epoch_1.weights.h5").is_file() and (run / "last.weights.h5").is_file()
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 1
+    saved = json.loads((run / "state.json").read_text())
+    assert saved["epochs_done"] == 1 and saved["settings"]["blend_recipe"] == "v2"
+
+    resumed = train_model(rows, cache, run, _settings(), dev_labels=None, workers=1)
+    assert resumed.epochs_done == 2
+    assert [h["input_size_px"] for h in resumed.history] == [32, 64]
+    assert resumed.history[0] == first.history[0]  # the finished epoch was not redone
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 2
+    record = resumed.history[1]
+    assert 0.0 <= record["holdout_auc"]["value"] <= 1.0 and record["dev_item_auc"] is None
+
+    models = tmp_path / "models"
+    card_path = publish_model(resumed, run, models, "tiny", dev_labels=None, cache_dir=cache,
+                              version="9.9.9")
+    card = load_model_card(card_path)
+    assert card.input_size_px == 64 and card.threshold == 0.5 and card.version == "9.9.9"
+    assert card.weights_path.is_file()
+    summary = json.loads((models / "tiny.train_metrics.json").read_text())
+    assert summary["chosen_epoch"] == 2 and len(summary["history"]) == 2
+
+
+def test_a_run_folder_refuses_other_settings(tiny_cache, tmp_path):
+    rows, cache = tiny_cache
+    run = tmp_path / "run"
+    run.mkdir()
+    RunState(settings=json.loads(json.dumps(asdict(_settings())))).save(run / "state.json")
+    with pytest.raises(ValueError, match="other settings"):
+        train_model(rows, cache, run, _settings(blend_recipe="v1"), dev_labels=None, workers=1)
+
+
+def test_an_empty_cache_says_to_run_prepare(tmp_path):
+    rows = [SplitRow("train/real/x/a.png", "x:a", "train")]
+    with pytest.raises(ValueError, match="run `prepare` first"):
+        train_model(rows, tmp_path / "nothing", tmp_path / "run", _settings(), dev_labels=None)
+
+
+@pytest.mark.parametrize("recipe", sorted(BLEND_RECIPES))
+def test_a_pair_is_a_real_and_a_different_fake_at_the_asked_size(recipe):
+    crop = _crops(1, 7)[0]
+    real, fake = make_pair(crop, 96, TRAIN_SETTINGS.face_margin, np.random.default_rng(0),
+                           BLEND_RECIPES[recipe])
+    assert real.shape == fake.shape == (96, 96, 3)
+    assert real.dtype == fake.dtype == np.uint8
+    assert np.abs(real.astype(int) - fake.astype(int)).mean() > 0.5
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("128:1,160:7", ((128, 1), (160, 7))),
+    ("224:3", ((224, 3),)),
+])
+def test_parse_schedule(text, expected):
+    assert parse_schedule(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "128", "a:b", "128:1,"])
+def test_parse_schedule_rejects_junk(text):
+    if text == "128:1,":  # a trailing comma is harmless
+        assert parse_schedule(text) == ((128, 1),)
+        return
+    with pytest.raises(ValueError, match="expected a schedule"):
+        parse_schedule(text)
+
+
+@pytest.mark.parametrize("changes,message", [
+    ({"schedule": ((100, 1),)}, "multiple of 32"),
+    ({"batch_size": 3}, "even batch_size"),
+    ({"init": "imagenet"}, "init"),
+    ({"blend_recipe": "v9"}, "blend_recipe"),
+    ({"utkface_share": 1.5}, "utkface_share"),
+])
+def test_bad_settings_are_rejected(changes, message):
+    with pytest.raises(ValueError, match=message):
+        _settings(**changes)
+
+
+def test_learning_rate_follows_a_cosine_from_max_to_min():
+    settings = _settings(schedule=((32, 5),), learning_rate=1e-3, min_learning_rate=1e-5)
+    rates = [settings.learning_rate_at(e) for e in range(5)]
+    assert rates[0] == pytest.approx(1e-3) and rates[-1] == pytest.approx(1e-5)
+    assert all(a > b for a, b in zip(rates, rates[1:]))
+    assert [settings.size_at(e) for e in range(5)] == [32] * 5
