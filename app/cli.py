@@ -17,7 +17,8 @@ log = logging.getLogger("deepfake_detector")
 EPILOG = """\
 Configuration: --config PATH (default ./config.toml if present, else built-in defaults).
 Redis: --redis-url redis://HOST:PORT/DB uses an existing Redis; without it, `run` and `replay`
-start an embedded redis-server on 127.0.0.1:6390 and `watch` looks for it there.
+start an embedded redis-server on 127.0.0.1:6390 and `watch` looks for it there (if 6390 was
+taken, the server moves to a free port and `watch`/`attach`/`dashboard` on this machine follow it).
 """
 
 

@@ -38,8 +38,14 @@ class RedisConfig:
     socket_timeout_s: float = field(default=5.0, metadata=_rule(gt=0))
 
     def client_url(self) -> str:
-        """The URL a consumer connects to: ``url``, else the embedded server's default."""
-        return self.url or f"redis://127.0.0.1:{self.embedded_port or 6390}/0"
+        """The URL a consumer connects to: ``url``, else the embedded server's (where a running
+        one that had to move off ``embedded_port`` says it is, else the default address)."""
+        if self.url:
+            return self.url
+        from detector.embedded_redis import moved_embedded_url
+
+        port = self.embedded_port or 6390
+        return moved_embedded_url(port) or f"redis://127.0.0.1:{port}/0"
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import shutil
 import socket
 import subprocess
@@ -53,6 +55,36 @@ def _port_is_free(port: int, host: str = "127.0.0.1") -> bool:
         return True
 
 
+def _note_path(requested_port: int) -> Path:
+    """Where a moved embedded Redis leaves its address for consumers (per user, per port)."""
+    base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
+    return Path(base) / f"deepfake-detector-{os.getuid()}" / f"redis-{requested_port}.json"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def moved_embedded_url(requested_port: int) -> str | None:
+    """The URL of a running embedded Redis that found ``requested_port`` taken, if any.
+
+    ``run`` leaves a note when it has to move; ``watch``, ``attach`` and the dashboard read it so
+    they still find the service without ``--redis-url``. A note whose server is gone is ignored.
+    """
+    try:
+        note = json.loads(_note_path(requested_port).read_text())
+        url, pid = str(note["url"]), int(note["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return url if _pid_alive(pid) else None
+
+
 class EmbeddedRedis:
     """Start ``redis-server`` on 127.0.0.1 (no persistence) and stop it on exit.
 
@@ -66,6 +98,7 @@ class EmbeddedRedis:
         self.port = 0
         self._process: subprocess.Popen | None = None
         self._dir: tempfile.TemporaryDirectory | None = None
+        self._note: Path | None = None
 
     @property
     def url(self) -> str:
@@ -76,8 +109,8 @@ class EmbeddedRedis:
         port = self._requested_port
         if port == 0 or not _port_is_free(port):
             if port:
-                log.warning("port %d is taken; the embedded Redis uses another one: pass "
-                            "--redis-url to watch/attach/dashboard (the URL is logged below)", port)
+                log.warning("port %d is taken; the embedded Redis uses another one (logged below; "
+                            "watch/attach/dashboard on this machine find it)", port)
             port = free_port()
         self.port = port
         self._dir = tempfile.TemporaryDirectory(prefix="deepfake-redis-")
@@ -98,6 +131,7 @@ class EmbeddedRedis:
             try:
                 client.ping()
                 log.info("embedded Redis listening at %s", self.url)
+                self._leave_note()
                 return self
             except redis.ConnectionError:
                 time.sleep(0.05)
@@ -106,7 +140,32 @@ class EmbeddedRedis:
         self.stop()
         raise RedisUnavailableError(f"the embedded redis-server did not answer within {timeout_s} s")
 
+    def _leave_note(self) -> None:
+        if not self._requested_port or self.port == self._requested_port:
+            return
+        path = _note_path(self._requested_port)
+        try:
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            partial = path.with_suffix(".partial")
+            partial.write_text(json.dumps({"url": self.url, "pid": self._process.pid}))
+            partial.replace(path)
+            self._note = path
+        except OSError as exc:
+            log.warning("could not record the embedded Redis address in %s: %s", path, exc)
+
+    def _remove_note(self) -> None:
+        if self._note is None:
+            return
+        try:
+            note = json.loads(self._note.read_text())
+            if note.get("url") == self.url:  # a later run may have replaced it
+                self._note.unlink()
+        except (OSError, ValueError):
+            pass
+        self._note = None
+
     def stop(self) -> None:
+        self._remove_note()
         if self._process is not None and self._process.poll() is None:
             self._process.terminate()
             try:

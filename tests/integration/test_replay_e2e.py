@@ -93,3 +93,23 @@ def test_embedded_redis_reuses_its_port_right_after_a_previous_run():
     with EmbeddedRedis(port) as second:
         assert second.port == port
     client.close()
+
+
+def test_consumers_follow_an_embedded_redis_that_had_to_move(tmp_path, monkeypatch):
+    import socket
+
+    from detector.config import RedisConfig
+    from detector.embedded_redis import EmbeddedRedis, free_port
+
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    port = free_port()
+    config = RedisConfig(url="", embedded_port=port)
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", port))
+        squatter.listen()
+        with EmbeddedRedis(port) as moved:
+            assert moved.port != port
+            assert config.client_url() == moved.url == f"redis://127.0.0.1:{moved.port}/0"
+        assert config.client_url() == f"redis://127.0.0.1:{port}/0"  # the note left with it
+    assert not list(tmp_path.rglob("*.json"))
+    assert RedisConfig(url="redis://h:1/0", embedded_port=port).client_url() == "redis://h:1/0"
