@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import queue
 import re
+import threading
 import time
 from typing import Callable, Iterator, Protocol
 
@@ -49,6 +51,55 @@ def parse_webcam_url(url: str) -> int | str:
     raise SourceError(f"{url!r}: expected webcam:N or /dev/videoN")
 
 
+class _TimedReader:
+    """Runs ``capture.read()`` on a daemon thread so a hung driver cannot hang the caller.
+
+    After a timeout the reader (and its capture) is abandoned: the thread releases the capture
+    itself if the stuck read ever returns, so nothing calls into the driver from two threads.
+    """
+
+    def __init__(self, capture: Capture, name: str):
+        self._capture = capture
+        self._requests: queue.SimpleQueue = queue.SimpleQueue()
+        self._results: queue.SimpleQueue = queue.SimpleQueue()
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while self._requests.get() is not None and not self._closed.is_set():
+            try:
+                result = ("ok", self._capture.read())
+            except Exception as exc:  # handed to the caller's thread
+                result = ("error", exc)
+            if self._closed.is_set():
+                break
+            self._results.put(result)
+        self._capture.release()
+
+    def read(self, timeout_s: float) -> tuple[bool, np.ndarray | None]:
+        """The next ``capture.read()``.
+
+        Raises:
+            TimeoutError: no answer within ``timeout_s`` (the reader is then closed).
+        """
+        self._requests.put(True)
+        try:
+            kind, value = self._results.get(timeout=timeout_s)
+        except queue.Empty:
+            self.close(wait_s=0.0)
+            raise TimeoutError from None
+        if kind == "error":
+            raise value
+        return value
+
+    def close(self, wait_s: float = 1.0) -> None:
+        """Stop the thread; it releases the capture (now, or when a stuck read returns)."""
+        self._closed.set()
+        self._requests.put(None)
+        self._thread.join(wait_s)
+
+
 class WebcamSource:
     """A local camera at its native rate.
 
@@ -57,7 +108,8 @@ class WebcamSource:
         stream_id: id to publish under.
         open_capture: makes the capture object (default ``cv2.VideoCapture``).
         open_timeout_s: asked of the backend where it supports it.
-        read_timeout_s: asked of the backend where it supports it.
+        read_timeout_s: asked of the backend where it supports it, and enforced here: a read
+            that takes longer raises ``SourceError`` so the live loop can reconnect.
 
     Raises:
         SourceError: a malformed URL.
@@ -73,7 +125,7 @@ class WebcamSource:
         self.open_timeout_s = open_timeout_s
         self.read_timeout_s = read_timeout_s
         self._open_capture = open_capture or cv2.VideoCapture
-        self._capture: Capture | None = None
+        self._reader: _TimedReader | None = None
 
     def open(self) -> None:
         self.close()
@@ -88,7 +140,7 @@ class WebcamSource:
                               ("CAP_PROP_READ_TIMEOUT_MSEC", self.read_timeout_s)):
             if hasattr(cv2, prop):
                 capture.set(getattr(cv2, prop), value_s * 1000.0)
-        self._capture = capture
+        self._reader = _TimedReader(capture, f"webcam-{self.stream_id}")
         log.info("stream %s: opened camera %s", self.stream_id, self.display_url)
 
     def frames(self) -> Iterator[SourceFrame]:
@@ -97,13 +149,17 @@ class WebcamSource:
         Raises:
             SourceError: a read failed (camera unplugged, busy or stalled).
         """
-        if self._capture is None:
+        if self._reader is None:
             self.open()
         index = 0
         start_s = time.monotonic()
-        while self._capture is not None:
+        while self._reader is not None:
             try:
-                ok, image = self._capture.read()
+                ok, image = self._reader.read(self.read_timeout_s)
+            except TimeoutError:
+                self._reader = None
+                raise SourceError(f"{self.display_url}: no frame within {self.read_timeout_s:g} s "
+                                  f"after {index} frames (camera stalled)") from None
             except cv2.error as exc:
                 raise SourceError(f"{self.display_url}: read failed after {index} frames ({exc})") from None
             if not ok or image is None:
@@ -116,9 +172,9 @@ class WebcamSource:
             index += 1
 
     def close(self) -> None:
-        if self._capture is not None:
-            capture, self._capture = self._capture, None
-            capture.release()
+        if self._reader is not None:
+            reader, self._reader = self._reader, None
+            reader.close()
 
 
 def make_webcam_source(url: str, stream_id: str, config: Config) -> WebcamSource:

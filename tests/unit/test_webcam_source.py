@@ -93,3 +93,54 @@ def test_factory_builds_a_live_webcam_source():
     source = make_source("/dev/video0", "desk", config_from_dict({}))
     assert isinstance(source, WebcamSource) and source.is_live
     assert source_kind("webcam:0") == "webcam"
+
+
+class HangingCapture(FakeCapture):
+    """A driver whose read() blocks until ``unblock`` is set (a stalled USB camera)."""
+
+    def __init__(self, device, frames: int = 2):
+        super().__init__(device, frames)
+        import threading
+
+        self.unblock = threading.Event()
+
+    def read(self):
+        if self.remaining <= 0:
+            self.unblock.wait(30)
+            return False, None
+        return super().read()
+
+
+@pytest.mark.timeout(20)
+def test_a_hung_read_becomes_a_source_error_and_the_capture_is_released_when_it_returns():
+    import time
+
+    capture = HangingCapture(0, frames=2)
+    source = WebcamSource("webcam:0", "desk", open_capture=lambda d: capture, read_timeout_s=0.3)
+    frames = []
+    started = time.monotonic()
+    with pytest.raises(SourceError, match="no frame within 0.3 s after 2 frames"):
+        for frame in source.frames():
+            frames.append(frame.frame_index)
+    assert frames == [0, 1]
+    assert time.monotonic() - started < 5
+    assert not capture.released  # still inside the driver: nobody else touches it
+    source.close()  # nothing left to close; must not block on the stuck thread
+    capture.unblock.set()
+    deadline = time.monotonic() + 5
+    while not capture.released and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert capture.released
+
+
+def test_a_driver_exception_during_read_reaches_the_caller_as_a_source_error():
+    import cv2
+
+    class Broken(FakeCapture):
+        def read(self):
+            raise cv2.error("driver fell over")
+
+    source = WebcamSource("webcam:0", "desk", open_capture=lambda d: Broken(d))
+    with pytest.raises(SourceError, match="read failed after 0 frames"):
+        next(iter(source.frames()))
+    source.close()
