@@ -200,8 +200,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="share of training samples drawn from UTKFace chips (rest: video frames, stills)")
     p.add_argument("--init-weights", type=Path, default=None,
                    help="start from these weights (e.g. a previous run's epoch) instead of --init")
-    p.add_argument("--blend-recipe", choices=("v1", "v2"), default="v2",
-                   help="self-blend recipe (detector/self_blend.py BLEND_RECIPES; v1 made 0.1.0)")
+    p.add_argument("--blend-recipe", choices=("v1", "v2"), default="v1",
+                   help="self-blend recipe (detector/self_blend.py BLEND_RECIPES; v1 made the "
+                        "shipped model, v2 was tried)")
     p.add_argument("--stop-after", type=int, default=None,
                    help="stop after this many epochs (a short comparison run)")
     p.add_argument("--no-publish", action="store_true", help="train only; do not write the model")

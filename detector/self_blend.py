@@ -23,14 +23,14 @@ class SelfBlendSettings:
 
     max_shift: float = 0.03
     max_scale_change: float = 0.05
-    hue_shift_deg: float = 4.0
-    saturation_shift: float = 0.1
-    value_shift: float = 0.1
+    hue_shift_deg: float = 8.0
+    saturation_shift: float = 0.15
+    value_shift: float = 0.15
     rgb_shift: float = 20.0
-    rgb_shift_probability: float = 0.3
-    contrast_range: tuple[float, float] = (0.9, 1.1)
+    rgb_shift_probability: float = 1.0
+    contrast_range: tuple[float, float] = (0.85, 1.15)
     hull_probability: float = 0.5
-    mask_warp: float = 0.04  # elastic warp of the mask outline, as a fraction of the face box
+    mask_warp: float = 0.0  # elastic warp of the mask outline, as a fraction of the face box
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.max_shift < 0.5:
@@ -47,14 +47,15 @@ class SelfBlendSettings:
             raise ValueError(f"expected 0 <= mask_warp < 0.25, got {self.mask_warp}")
 
 
-# Recipes by name, so a training run records which one made its pseudo-fakes. "v1" made
-# sbi_b0 0.1.0: colour shifts on every source and a smooth mask outline. "v2" moves toward the
-# published recipe: the RGB shift on 30 % of sources, milder HSV and contrast changes, and an
-# elastically warped mask outline (face-swap masks follow landmarks, not ellipses).
+# Recipes by name, so a training run records which one made its pseudo-fakes. "v1" (the
+# defaults) made sbi_b0 0.1.0: colour shifts on every source and a smooth mask outline. "v2" moves
+# toward the published recipe: the RGB shift on 30 % of sources, milder HSV and contrast changes,
+# and an elastically warped mask outline (face-swap masks follow landmarks, not ellipses). It was
+# tried and not adopted (models/sbi_b0.md).
 BLEND_RECIPES = {
-    "v1": SelfBlendSettings(hue_shift_deg=8.0, saturation_shift=0.15, value_shift=0.15,
-                            rgb_shift_probability=1.0, contrast_range=(0.85, 1.15), mask_warp=0.0),
-    "v2": SelfBlendSettings(),
+    "v1": SelfBlendSettings(),
+    "v2": SelfBlendSettings(hue_shift_deg=4.0, saturation_shift=0.1, value_shift=0.1,
+                            rgb_shift_probability=0.3, contrast_range=(0.9, 1.1), mask_warp=0.04),
 }
 
 
@@ -158,7 +159,8 @@ def _colour_jitter(image_rgb: np.ndarray, rng: np.random.Generator,
                    settings: SelfBlendSettings) -> np.ndarray:
     out = image_rgb.astype(np.float32)
     shift = rng.uniform(-settings.rgb_shift, settings.rgb_shift, 3).astype(np.float32)
-    if rng.random() < settings.rgb_shift_probability:
+    # No draw at probability 1, so v1 keeps the random stream (and the samples) it had.
+    if settings.rgb_shift_probability >= 1.0 or rng.random() < settings.rgb_shift_probability:
         out += shift
     hsv = cv2.cvtColor(np.clip(out, 0, 255).astype(np.uint8), cv2.COLOR_RGB2HSV).astype(np.float32)
     hsv[..., 0] = (hsv[..., 0] + rng.uniform(-1, 1) * settings.hue_shift_deg / 2.0) % 180.0

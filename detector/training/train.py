@@ -63,7 +63,7 @@ class TrainSettings:
     holdout_pairs: int = 300
     seed: int = 0
     init_weights: str | None = None  # start from these weights (a previous run) instead of init
-    blend_recipe: str = "v2"  # a key of detector.self_blend.BLEND_RECIPES
+    blend_recipe: str = "v1"  # a key of detector.self_blend.BLEND_RECIPES
 
     def __post_init__(self) -> None:
         if self.init not in INITS:
@@ -200,7 +200,7 @@ def augment(image_rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def make_pair(crop_rgb: np.ndarray, size_px: int, margin: float, rng: np.random.Generator,
-              blend: SelfBlendSettings = BLEND_RECIPES["v2"]) -> tuple[np.ndarray, np.ndarray]:
+              blend: SelfBlendSettings = BLEND_RECIPES["v1"]) -> tuple[np.ndarray, np.ndarray]:
     """One real and its self-blended pseudo-fake, both augmented, at ``size_px``."""
     real = resize_crops(crop_rgb[None], size_px)[0]
     fake, _ = self_blend(real, face_box_in_crop(size_px, margin), rng, blend)
@@ -270,7 +270,7 @@ class HoldoutSet:
 
 
 def build_holdout_set(faces: FaceSet, pairs: int, margin: float, seed: int,
-                      blend: SelfBlendSettings = BLEND_RECIPES["v2"]) -> HoldoutSet:
+                      blend: SelfBlendSettings = BLEND_RECIPES["v1"]) -> HoldoutSet:
     """Up to ``pairs`` held-out crops spread over the set, each with one self-blended copy."""
     if len(faces) == 0:
         size = faces.crops_rgb.shape[1]
@@ -423,10 +423,9 @@ def train_model(
     state = RunState(settings=_jsonable(settings))
     if state_path.is_file():
         saved = json.loads(state_path.read_text())
-        # Settings added after a run started take their defaults; runs from before blend
-        # recipes had names used "v1".
-        saved["settings"] = {**_jsonable(TrainSettings()), "blend_recipe": "v1",
-                             **saved["settings"]}
+        # Settings added after a run started take their defaults (runs from before blend
+        # recipes had names used "v1", the default).
+        saved["settings"] = {**_jsonable(TrainSettings()), **saved["settings"]}
         if saved["settings"] != state.settings:
             raise ValueError(f"{run_dir} holds a run with other settings; use a new --run-dir")
         state = RunState(**saved)

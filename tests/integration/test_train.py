@@ -68,7 +68,7 @@ def test_a_run_checkpoints_each_epoch_resumes_and_publishes_a_card(tiny_cache, t
     assert (run / "epoch_1.weights.h5").is_file() and (run / "last.weights.h5").is_file()
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 1
     saved = json.loads((run / "state.json").read_text())
-    assert saved["epochs_done"] == 1 and saved["settings"]["blend_recipe"] == "v2"
+    assert saved["epochs_done"] == 1 and saved["settings"]["blend_recipe"] == "v1"
 
     resumed = train_model(rows, cache, run, _settings(), dev_labels=None, workers=1)
     assert resumed.epochs_done == 2
@@ -94,7 +94,7 @@ def test_a_run_folder_refuses_other_settings(tiny_cache, tmp_path):
     run.mkdir()
     RunState(settings=json.loads(json.dumps(asdict(_settings())))).save(run / "state.json")
     with pytest.raises(ValueError, match="other settings"):
-        train_model(rows, cache, run, _settings(blend_recipe="v1"), dev_labels=None, workers=1)
+        train_model(rows, cache, run, _settings(blend_recipe="v2"), dev_labels=None, workers=1)
 
 
 def test_an_empty_cache_says_to_run_prepare(tmp_path):
