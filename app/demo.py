@@ -59,8 +59,10 @@ def run_demo(config: Config, frames: int = 240) -> int:
                   f"{score['latency_ms']:>7.0f}ms", flush=True)
         pubsub.close()
         final = service.collector.status_record(state)
+        video_score = final.get("video_score")
+        shown = "— (no face)" if video_score is None else f"{float(video_score):.3f}"
         print(f"demo finished: {state.frames_scored} frames scored, video score "
-              f"{final.get('video_score')}, label {final.get('label')} "
+              f"{shown}, label {final.get('label')} "
               "(the demo face is a real photograph)", flush=True)
     finally:
         service.stop()
