@@ -164,6 +164,8 @@ def _data(parser: argparse.ArgumentParser) -> None:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the model subcommands to ``subparsers``."""
+    from detector.self_blend import BLEND_RECIPES
+
     p = subparsers.add_parser(
         "prepare", help="detect and crop training/dev faces into the cache (idempotent)",
         description="Write the person/video split (if missing) and cache YuNet face crops of "
@@ -200,7 +202,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="share of training samples drawn from UTKFace chips (rest: video frames, stills)")
     p.add_argument("--init-weights", type=Path, default=None,
                    help="start from these weights (e.g. a previous run's epoch) instead of --init")
-    p.add_argument("--blend-recipe", choices=("v1", "v2"), default="v1",
+    p.add_argument("--blend-recipe", choices=sorted(BLEND_RECIPES), default="v1",
                    help="self-blend recipe (detector/self_blend.py BLEND_RECIPES; v1 made the "
                         "shipped model, v2 was tried)")
     p.add_argument("--stop-after", type=int, default=None,
