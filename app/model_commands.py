@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from detector.config import Config, load_config, with_overrides
+from detector.errors import TrainingDataError
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +54,24 @@ def _split_path(config: Config, args: argparse.Namespace) -> Path:
     return config.resolve_path(config.model.dir) / f"{config.model.name}.split.csv"
 
 
+def _plain_errors(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Training code says what is wrong with ValueError / FileNotFoundError (missing data,
+    an empty cache, a run folder with other settings, a bad schedule); the CLI shows that
+    sentence, not a traceback (``-vv`` logs the traceback)."""
+
+    @functools.wraps(command)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return command(args)
+        except (ValueError, FileNotFoundError) as exc:
+            log.debug("%s failed", command.__name__, exc_info=True)
+            raise TrainingDataError(str(exc)) from None
+
+    return run
+
+
 # --- prepare ----------------------------------------------------------------------------------
+@_plain_errors
 def prepare_command(args: argparse.Namespace) -> int:
     """Detect and crop faces of the training and dev media into the cache (idempotent)."""
     from detector.training.prepare import prepare_training_data, write_holdout_eval_set
@@ -77,6 +97,7 @@ def prepare_command(args: argparse.Namespace) -> int:
 
 
 # --- train ------------------------------------------------------------------------------------
+@_plain_errors
 def train_command(args: argparse.Namespace) -> int:
     """Train (or resume), then publish the chosen epoch with its card."""
     from detector.training.split import read_split

@@ -23,3 +23,7 @@ class ModelError(DetectorError):
 
 class RedisUnavailableError(DetectorError):
     """Redis cannot be reached or the embedded redis-server cannot be started."""
+
+
+class TrainingDataError(DetectorError):
+    """`prepare` / `train` cannot go on: data or face cache missing, or bad training settings."""
