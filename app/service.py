@@ -108,6 +108,8 @@ class Service:
                 live_buffer_frames=self.config.sources.live_buffer_frames,
                 scored_count=self._scored_count,
                 live_max_in_flight=self.config.sources.max_in_flight_frames,
+                on_live_thumbnail_sent=(self.collector.keep_frame
+                                        if self.config.dashboard.keep_live_frame else None),
             )
             self.hub.reader_loops[True] = make_live_reader(self.config.sources)
             self._start_metrics()

@@ -19,7 +19,8 @@ from detector.errors import WireFormatError
 from detector.redis_keys import SCHEMA_VERSION
 from detector.redis_sink import RedisSink
 from detector.scoring import RollingScore, frame_score, verdict
-from detector.wire import ResultMessage, WorkerStats, decode_worker_output
+from detector.thumbnail import encode_frame_jpeg
+from detector.wire import FrameMessage, ResultMessage, WorkerStats, decode_worker_output
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +121,7 @@ class Collector:
         self.workers: dict[str, WorkerStats] = {}
         self.workers_seen_s: dict[str, float] = {}
         self._streams: dict[str, StreamState] = {}
+        self._frames_to_keep: dict[str, FrameMessage] = {}
         self._lock = threading.RLock()
 
     # --- stream status (called from producer threads and the service) -----------------------
@@ -136,6 +138,7 @@ class Collector:
         with self._lock:
             state = StreamState(stream_id, self.window, source=source, kind=kind)
             self._streams[stream_id] = state
+            self._frames_to_keep.pop(stream_id, None)
         self.sink.clear_stream(stream_id)
         self._publish_status(state)
         return state
@@ -305,8 +308,23 @@ class Collector:
                                             (time.time() - result.capture_time_s) * 1000.0)
             if result.thumbnail_jpeg is not None:
                 self.sink.set_thumbnail(result.stream_id, result.thumbnail_jpeg)
+                self._store_kept_frame(result)
             self._maybe_finish(state)
             return message
+
+    def keep_frame(self, message: FrameMessage) -> None:
+        """Hold a live frame that asked for a thumbnail until its result comes back; then it is
+        written, unannotated, beside the thumbnail (hub's sender thread; one per stream)."""
+        with self._lock:
+            self._frames_to_keep[message.stream_id] = message
+
+    def _store_kept_frame(self, result: ResultMessage) -> None:
+        with self._lock:
+            held = self._frames_to_keep.get(result.stream_id)
+            if held is None or held.frame_index != result.frame_index:
+                return
+            del self._frames_to_keep[result.stream_id]
+        self.sink.set_frame(result.stream_id, result.frame_index, encode_frame_jpeg(held.image_bgr))
 
     def check_timeouts(self) -> None:
         """Fail draining streams whose last frames never came back (a worker was lost)."""

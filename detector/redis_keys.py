@@ -49,6 +49,11 @@ class RedisKeys:
         """STRING: JPEG bytes of the latest scored frame with face boxes (rate-limited)."""
         return f"{self.prefix}:thumb:{stream_id}"
 
+    def frame(self, stream_id: str) -> str:
+        """HASH ``frame_index``, ``jpeg``: a live stream's latest thumbnail frame, unannotated,
+        for the dashboard's "why" (``dashboard.keep_live_frame``)."""
+        return f"{self.prefix}:frame:{stream_id}"
+
     @property
     def service(self) -> str:
         """STRING: JSON heartbeat of the running service (pid, started, updated), 10 s TTL."""

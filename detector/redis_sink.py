@@ -108,15 +108,25 @@ class RedisSink:
         return self._run("thumbnail",
                          lambda: self.client.set(self.keys.thumbnail(stream_id), jpeg, ex=ttl_s))
 
+    def set_frame(self, stream_id: str, frame_index: int, jpeg: bytes, ttl_s: int = 3600) -> bool:
+        def write() -> None:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.hset(self.keys.frame(stream_id), mapping={"frame_index": frame_index, "jpeg": jpeg})
+            pipe.expire(self.keys.frame(stream_id), ttl_s)
+            pipe.execute()
+
+        return self._run("frame", write)
+
     def heartbeat(self, info: dict[str, Any], ttl_s: int = 10) -> bool:
         payload = json.dumps({"pid": os.getpid(), "updated_at": time.time(), **info})
         return self._run("heartbeat", lambda: self.client.set(self.keys.service, payload, ex=ttl_s))
 
     def clear_stream(self, stream_id: str) -> bool:
-        """Forget a stream's history, latest state and thumbnail (a new run of the same id)."""
+        """Forget a stream's history, latest state, thumbnail and kept frame (a new run of the
+        same id)."""
         return self._run("clear", lambda: self.client.delete(
             self.keys.latest(stream_id), self.keys.history(stream_id),
-            self.keys.thumbnail(stream_id)))
+            self.keys.thumbnail(stream_id), self.keys.frame(stream_id)))
 
 
 def _num(value: float | None) -> str:

@@ -31,7 +31,18 @@ def render_thumbnail(
         cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, 2)
         cv2.putText(canvas, f"{face.fake_probability:.2f}", (x1, max(12, y1 - 4)),
                     cv2.FONT_HERSHEY_SIMPLEX, 0.45, colour, 1, cv2.LINE_AA)
-    ok, encoded = cv2.imencode(".jpg", canvas, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    return _jpeg(canvas, quality)
+
+
+def encode_frame_jpeg(frame_bgr: np.ndarray, width_px: int = 1280, quality: int = 90) -> bytes:
+    """The frame itself, unannotated, at most ``width_px`` wide: what the dashboard needs to
+    detect and explain its faces again (``deepfake:frame:<id>``)."""
+    small, _ = scale_to_width(frame_bgr, width_px)
+    return _jpeg(small, quality)
+
+
+def _jpeg(image_bgr: np.ndarray, quality: int) -> bytes:
+    ok, encoded = cv2.imencode(".jpg", image_bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         raise ValueError("JPEG encoding failed")
     return encoded.tobytes()

@@ -76,6 +76,8 @@ class ProducerHub:
             stale ones. None: no limit.
         live_max_in_flight: frames of one live stream sent but not yet scored.
         lost_after_s: frames without a result for this long count as lost (a worker died).
+        on_live_thumbnail_sent: called with each live frame that asked for a thumbnail, once it
+            is handed to ZeroMQ (the service keeps it for the dashboard's "why").
     """
 
     def __init__(
@@ -88,6 +90,7 @@ class ProducerHub:
         scored_count: Callable[[str], int] | None = None,
         live_max_in_flight: int = 2,
         lost_after_s: float = 5.0,
+        on_live_thumbnail_sent: Callable[[FrameMessage], None] | None = None,
     ):
         self._socket = socket
         self._on_status = on_status
@@ -97,6 +100,7 @@ class ProducerHub:
         self._scored_count = scored_count
         self._live_max_in_flight = live_max_in_flight
         self._lost_after_s = lost_after_s
+        self._on_live_thumbnail_sent = on_live_thumbnail_sent
         self._streams: dict[str, StreamHandle] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -225,11 +229,21 @@ class ProducerHub:
                         self._socket.send_multipart(parts, copy=False)
                         handle.counters.frames_sent += 1
                         sent_any = True
+                        self._live_thumbnail_sent(handle, message)
                         break
             if not sent_any:
                 self._wakeup.wait(0.05)
                 self._wakeup.clear()
 
+
+    def _live_thumbnail_sent(self, handle: StreamHandle, message: FrameMessage) -> None:
+        if (self._on_live_thumbnail_sent is None or not message.want_thumbnail
+                or not handle.source.is_live):
+            return
+        try:
+            self._on_live_thumbnail_sent(message)
+        except Exception:  # noqa: BLE001 - keeping a frame must never stop the sender
+            log.exception("keeping the thumbnail frame of %s failed", message.stream_id)
 
     def _has_credit(self, handle: StreamHandle) -> bool:
         """May the sender hand this live stream's next frame to ZeroMQ?"""

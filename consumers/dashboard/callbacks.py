@@ -16,7 +16,7 @@ from dash.exceptions import PreventUpdate
 from consumers.dashboard import layout
 from consumers.dashboard.control_form import attach_target, default_stream_id, mask_in_text
 from consumers.dashboard.figures import history_figure, placeholder_figure, upload_figure
-from consumers.dashboard.frame_why import clicked_frame_index, read_frame
+from consumers.dashboard.frame_why import clicked_frame_index, decode_kept_frame, read_frame
 from consumers.dashboard.redis_reader import DashboardReader
 from consumers.dashboard.upload import UploadScorer, too_big_message
 from detector.config import mask_url
@@ -126,16 +126,22 @@ def register_callbacks(app: dash.Dash, reader: DashboardReader, uploads: UploadS
             raise PreventUpdate
         try:
             status = next((s for s in reader.streams() if s.stream_id == stream_id), None)
-            if status is None or status.kind != "file":
-                return html.Div(f"{stream_id} is a live stream: its frames are not kept, so only "
-                                "file streams and uploads can be explained.", id="frame-why",
-                                style={"color": "#777"})
-            frame_bgr = read_frame(status.source, frame_index)
+            if status is not None and status.kind == "file":
+                frame_bgr = read_frame(status.source, frame_index)
+                origin = "scored again from its file"
+            else:
+                kept = reader.kept_frame(stream_id)
+                if kept is None:
+                    return html.Div(f"{stream_id} has no kept frame yet: a live stream keeps only "
+                                    "its latest thumbnail frame (dashboard.keep_live_frame).",
+                                    id="frame-why", style={"color": "#777"})
+                frame_index, frame_bgr = kept[0], decode_kept_frame(kept[1])
+                origin = "the live stream's latest kept frame, scored again"
             result = uploads.score_frame(stream_id, frame_index, frame_bgr)
             explanations = uploads.explain(result.crops[:EXPLAINED_CROPS])
         except DetectorError as exc:   # Redis gone, file unreadable here, model missing
             return layout.error_view(str(exc), "frame-why-error")
-        return layout.frame_why_view(stream_id, result, explanations)
+        return layout.frame_why_view(stream_id, result, explanations, origin)
 
     @app.callback(
         Output("control-reply", "children"), Output("attach-url", "value"),

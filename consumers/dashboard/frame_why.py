@@ -1,7 +1,8 @@
-""""Why" for one frame of a file stream: decode it again from the file, score it, explain it.
+""""Why" for one frame of a stream: get the frame again, score it, explain it.
 
-Live frames are not kept anywhere (only a small annotated thumbnail is), so this works for
-file streams whose file the dashboard can read, and says so otherwise.
+A file stream's frame is decoded again from its file (when the dashboard can read it). A live
+stream's frames are gone; the service keeps only its latest thumbnail frame
+(``deepfake:frame:<id>``), so that is the one explained.
 """
 
 from __future__ import annotations
@@ -24,6 +25,20 @@ def clicked_frame_index(click_data: Mapping[str, Any] | None) -> int | None:
     except (TypeError, ValueError):
         return None
     return index if index >= 0 and index == x else None
+
+
+def decode_kept_frame(jpeg: bytes) -> np.ndarray:
+    """The BGR image of a kept live frame.
+
+    Raises:
+        SourceError: the bytes are not a JPEG OpenCV can decode.
+    """
+    import cv2
+
+    image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise SourceError("the kept live frame is not a readable JPEG")
+    return image
 
 
 def read_frame(path: str, frame_index: int) -> np.ndarray:

@@ -293,14 +293,15 @@ def why_view(explanations: Sequence[tuple["FaceCrop", np.ndarray]], element_id: 
 
 
 def frame_why_view(stream_id: str, result: "UploadResult",
-                   explanations: Sequence[tuple["FaceCrop", np.ndarray]]) -> html.Div:
-    """"Why" for one frame of a stream, scored again from its file."""
+                   explanations: Sequence[tuple["FaceCrop", np.ndarray]],
+                   origin: str = "scored again from its file") -> html.Div:
+    """"Why" for one frame of a stream; ``origin`` says where the frame came from."""
     index = result.frame_indices[0]
     if not explanations:
-        return html.Div(f"{stream_id} frame {index}: no face found", id="frame-why",
+        return html.Div(f"{stream_id} frame {index} ({origin}): no face found", id="frame-why",
                         style={"color": "#777"})
     return html.Div([
-        html.Div([f"{stream_id} frame {index}, scored again from its file: ",
+        html.Div([f"{stream_id} frame {index}, {origin}: ",
                   verdict_badge(result.verdict, result.score, "frame-why-verdict")]),
         why_view(explanations, "frame-why-tiles"),
     ], id="frame-why")

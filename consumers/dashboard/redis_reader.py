@@ -148,6 +148,15 @@ class DashboardReader:
         """JPEG bytes of ``<prefix>:thumb:<id>``, None if the workers have not written one."""
         return self._call(lambda: self.client.get(self.keys.thumbnail(stream_id)))
 
+    def kept_frame(self, stream_id: str) -> tuple[int, bytes] | None:
+        """``(frame_index, jpeg)`` of ``<prefix>:frame:<id>`` (a live stream's latest thumbnail
+        frame), None when none is kept or the record is malformed."""
+        raw = self._call(lambda: self.client.hgetall(self.keys.frame(stream_id)))
+        try:
+            return int(raw[b"frame_index"]), bytes(raw[b"jpeg"])
+        except (KeyError, TypeError, ValueError):
+            return None
+
     def service(self) -> dict[str, Any] | None:
         """The service heartbeat, None when no service is running (the key has a 10 s TTL)."""
         raw = self._call(lambda: self.client.get(self.keys.service))

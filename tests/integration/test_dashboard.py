@@ -525,3 +525,46 @@ def test_clicking_a_point_of_a_file_stream_explains_that_frame(live_page, screen
     assert live_page.find_elements("css selector", "#frame-why-tiles img.gradcam")
     live_page.find_element("css selector", "#live-section").screenshot(
         str(screenshot_dir / "dashboard-why-frame.png"))
+
+
+@pytest.fixture(scope="module")
+def live_stream_url(tiny_model_dir, face_image, redis_server):
+    """A dashboard over a live stream whose results and kept frames a real collector wrote."""
+    import cv2
+    import redis
+
+    from consumers.dashboard import create_app
+    from detector.collector import Collector
+    from detector.redis_keys import RedisKeys
+    from detector.redis_sink import RedisSink
+    from detector.wire import FaceResult, FrameMessage, ResultMessage
+
+    config = dashboard_config(tiny_model_dir, f"live{uuid.uuid4().hex[:8]}")
+    client = redis.Redis.from_url(redis_server.url, socket_timeout=5)
+    collector = Collector(RedisSink(client, RedisKeys(config.redis.prefix), 100), threshold=0.5,
+                          window=4, model_id="tiny_b0@test")
+    collector.register("lobby", "rtsp://127.0.0.1:8554/lobby", "live")
+    frame = cv2.imread(str(face_image))
+    for index in range(0, 24, 4):
+        now = time.time()
+        collector.keep_frame(FrameMessage("lobby", index, None, now, frame, want_thumbnail=True))
+        collector.handle_result(ResultMessage(
+            "lobby", index, None, now, (FaceResult((10.0, 10.0, 90.0, 90.0), 0.9, 0.3),), "w0", 1,
+            {}, thumbnail_jpeg=cv2.imencode(".jpg", frame)[1].tobytes()))
+    with served(create_app(config, redis_server.url, refresh_interval_ms=300)) as url:
+        yield url
+    client.close()
+
+
+def test_clicking_a_point_of_a_live_stream_explains_its_latest_kept_frame(live_stream_url, browser):
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    with opened(browser, live_stream_url):
+        points = wait_for(browser, lambda d: d.find_elements(
+            "css selector", "#history-chart .scatterlayer .trace:first-child .point"),
+            PAGE_TIMEOUT_S, "chart points")
+        ActionChains(browser).move_to_element(points[1]).click().perform()
+        why = wait_for(browser, lambda d: d.find_element("css selector", "#frame-why").text,
+                       UPLOAD_TIMEOUT_S, "the kept frame's explanation")
+        assert "lobby frame 20, the live stream's latest kept frame" in why
+        assert browser.find_elements("css selector", "#frame-why-tiles img.gradcam")

@@ -12,6 +12,8 @@ import sys
 import threading
 import time
 
+import cv2
+import numpy as np
 import pytest
 import redis
 
@@ -173,6 +175,12 @@ def test_frames_flow_from_a_real_rtsp_server(service, servers, client):
         wait_until(lambda: status(client, "flow").get("frames_read", 0) >= 20, 10,
                    message="frames_read published")
         assert status(client, "flow")["frames_sampled"] >= 5
+        # and the latest thumbnail frame is kept, unannotated, for the dashboard's "why"
+        wait_until(lambda: client.exists("deepfake:frame:flow"), 10, message="a kept frame")
+        kept = client.hgetall("deepfake:frame:flow")
+        assert int(kept[b"frame_index"]) % 4 == 0
+        image = cv2.imdecode(np.frombuffer(kept[b"jpeg"], np.uint8), cv2.IMREAD_COLOR)
+        assert image is not None and image.shape[2] == 3
     finally:
         service.remove_stream("flow")
     wait_until(lambda: status(client, "flow").get("status") == "stopped", 10, message="stopped")

@@ -85,3 +85,27 @@ def test_files_are_not_limited(pool_sockets):
     handle = hub.add(source, stride=1)
     wait_until(lambda: handle.counters.frames_sent == 10, 10, message="all file frames sent")
     assert len(received_indices(pull)) == 10 and handle.buffer.dropped == 0
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("live", [True, False])
+def test_only_live_thumbnail_frames_are_handed_over_once_sent(pool_sockets, live):
+    push, pull, hubs = pool_sockets
+    kept: list[FrameMessage] = []
+    hub = ProducerHub(push, lambda *args: None, thumbnail_interval_s=0.0,
+                      on_live_thumbnail_sent=kept.append)
+    hub.reader_loops[True] = make_live_reader(SourcesConfig(reconnect_min_s=0.01))
+    hubs.append(hub)
+    source = ScriptedSource(["forever"] if live else [8])
+    source.is_live = live
+    handle = hub.add(source, stride=2)
+    wait_until(lambda: handle.counters.frames_sent >= 4, 10, message="frames sent")
+    hub.remove(source.stream_id)
+    kept = list(kept)  # everything handed over so far was sent before this point
+    sent = received_indices(pull)
+    if live:
+        assert kept and all(m.want_thumbnail for m in kept)
+        assert {m.frame_index for m in kept} <= set(sent)
+        assert all(m.image_bgr is not None for m in kept)
+    else:
+        assert kept == []
