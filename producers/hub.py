@@ -235,7 +235,6 @@ class ProducerHub:
                 self._wakeup.wait(0.05)
                 self._wakeup.clear()
 
-
     def _live_thumbnail_sent(self, handle: StreamHandle, message: FrameMessage) -> None:
         if (self._on_live_thumbnail_sent is None or not message.want_thumbnail
                 or not handle.source.is_live):
