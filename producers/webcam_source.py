@@ -70,7 +70,7 @@ class _TimedReader:
         while self._requests.get() is not None and not self._closed.is_set():
             try:
                 result = ("ok", self._capture.read())
-            except Exception as exc:  # handed to the caller's thread
+            except Exception as exc:  # noqa: BLE001 - re-raised in the caller's thread
                 result = ("error", exc)
             if self._closed.is_set():
                 break
