@@ -509,18 +509,22 @@ def test_the_dashboard_subcommand_serves_the_page_and_stops_on_ctrl_c(tmp_path, 
     assert "Traceback" not in output
 
 
-def test_clicking_a_point_of_a_file_stream_explains_that_frame(live_page, screenshot_dir):
+def click_point_and_read_why(driver, point: int) -> str:
+    """Click the ``point``-th point of the history chart; the text of the "why" panel."""
     from selenium.webdriver.common.action_chains import ActionChains
 
-    # given the replayed stream's chart
-    points = wait_for(live_page, lambda d: d.find_elements(
+    points = wait_for(driver, lambda d: d.find_elements(
         "css selector", "#history-chart .scatterlayer .trace:first-child .point"),
         PAGE_TIMEOUT_S, "chart points")
-    # when a point is clicked
-    ActionChains(live_page).move_to_element(points[2]).click().perform()
-    # then that frame is decoded again from the file and its face gets a heat map
-    why = wait_for(live_page, lambda d: d.find_element("css selector", "#frame-why").text,
-                   UPLOAD_TIMEOUT_S, "the frame's explanation")
+    ActionChains(driver).move_to_element(points[point]).click().perform()
+    return wait_for(driver, lambda d: d.find_element("css selector", "#frame-why").text,
+                    UPLOAD_TIMEOUT_S, "the frame's explanation")
+
+
+def test_clicking_a_point_of_a_file_stream_explains_that_frame(live_page, screenshot_dir):
+    # given the replayed stream's chart, when its third point is clicked, then that frame is
+    # decoded again from the file and its face gets a heat map
+    why = click_point_and_read_why(live_page, 2)
     assert "driving frame 8" in why
     assert live_page.find_elements("css selector", "#frame-why-tiles img.gradcam")
     live_page.find_element("css selector", "#live-section").screenshot(
@@ -557,14 +561,7 @@ def live_stream_url(tiny_model_dir, face_image, redis_server):
 
 
 def test_clicking_a_point_of_a_live_stream_explains_its_latest_kept_frame(live_stream_url, browser):
-    from selenium.webdriver.common.action_chains import ActionChains
-
     with opened(browser, live_stream_url):
-        points = wait_for(browser, lambda d: d.find_elements(
-            "css selector", "#history-chart .scatterlayer .trace:first-child .point"),
-            PAGE_TIMEOUT_S, "chart points")
-        ActionChains(browser).move_to_element(points[1]).click().perform()
-        why = wait_for(browser, lambda d: d.find_element("css selector", "#frame-why").text,
-                       UPLOAD_TIMEOUT_S, "the kept frame's explanation")
+        why = click_point_and_read_why(browser, 1)
         assert "lobby frame 20, the live stream's latest kept frame" in why
         assert browser.find_elements("css selector", "#frame-why-tiles img.gradcam")
