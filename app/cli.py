@@ -47,7 +47,7 @@ def _load(args: argparse.Namespace) -> Config:
 
 # --- handlers -------------------------------------------------------------------------------
 def cmd_replay(args: argparse.Namespace) -> int:
-    from consumers.replay import run_replay
+    from app.replay import run_replay
 
     config = _load(args)
     return run_replay(config, args.files, ids=args.id, redis_url=config.redis.url or None,
@@ -135,7 +135,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
-    from consumers.dashboard import run_dashboard
+    from app.dashboard import run_dashboard
 
     config = _load(args)
     return run_dashboard(config, config.redis.client_url(), host=args.host, port=args.port)

@@ -1,12 +1,5 @@
-"""The control channel: attach / detach / list streams of a running service through Redis.
-
-A client RPUSHes a JSON request on ``<prefix>:control`` and BLPOPs its reply from
-``<prefix>:control:reply:<request_id>`` (documented in docs/redis.md)::
-
-    {"schema_version": 1, "request_id": "…", "op": "attach", "url": "clip.mp4", "stream_id": "cam1", "stride": 4}
-    {"schema_version": 1, "request_id": "…", "op": "detach", "stream_id": "cam1"}
-    reply: {"schema_version": 1, "request_id": "…", "ok": true, "message": "…"}
-"""
+"""The control channel's two ends: the client that sends a request, the server in `run` that
+serves it. The request and reply shapes are in ``detector/control.py`` (and docs/redis.md)."""
 
 from __future__ import annotations
 
@@ -20,41 +13,11 @@ from typing import Any, Callable
 import redis
 
 from detector.config import mask_url
+from detector.control import REPLY_TTL_S, make_reply, make_request, parse_request
 from detector.errors import DetectorError
-from detector.redis_keys import SCHEMA_VERSION, RedisKeys
+from detector.redis_keys import RedisKeys
 
 log = logging.getLogger(__name__)
-
-REPLY_TTL_S = 60
-OPS = ("attach", "detach")
-
-
-def parse_request(raw: bytes | str) -> dict[str, Any]:
-    """Validate a control request.
-
-    Raises:
-        DetectorError: malformed JSON, wrong version, unknown op or missing fields.
-    """
-    try:
-        request = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise DetectorError("control request is not JSON") from None
-    if not isinstance(request, dict):
-        raise DetectorError("control request must be a JSON object")
-    if request.get("schema_version") != SCHEMA_VERSION:
-        raise DetectorError(f"expected schema_version {SCHEMA_VERSION}, got {request.get('schema_version')!r}")
-    if request.get("op") not in OPS:
-        raise DetectorError(f"op must be one of {OPS}, got {request.get('op')!r}")
-    stream_id = request.get("stream_id")
-    if not isinstance(stream_id, str) or not stream_id or len(stream_id) > 200:
-        raise DetectorError("stream_id must be a non-empty string of at most 200 characters")
-    if request["op"] == "attach":
-        if not isinstance(request.get("url"), str) or not request["url"]:
-            raise DetectorError("attach needs a url")
-        stride = request.get("stride")
-        if stride is not None and (not isinstance(stride, int) or isinstance(stride, bool) or stride < 1):
-            raise DetectorError(f"stride must be an integer >= 1, got {stride!r}")
-    return request
 
 
 def send_request(client: redis.Redis, keys: RedisKeys, op: str, stream_id: str,
@@ -66,12 +29,7 @@ def send_request(client: redis.Redis, keys: RedisKeys, op: str, stream_id: str,
         DetectorError: no running service answered within ``timeout_s``.
     """
     request_id = uuid.uuid4().hex
-    request = {"schema_version": SCHEMA_VERSION, "request_id": request_id, "op": op,
-               "stream_id": stream_id}
-    if url is not None:
-        request["url"] = url
-    if stride is not None:
-        request["stride"] = stride
+    request = make_request(request_id, op, stream_id, url=url, stride=stride)
     client.rpush(keys.control, json.dumps(request))
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -126,11 +84,11 @@ class ControlServer:
             else:
                 message = self._detach(request["stream_id"])
                 log.info("control: detached %s", request["stream_id"])
-            reply = {"ok": True, "message": message}
+            ok = True
         except DetectorError as exc:
             log.warning("control request refused: %s", exc)
-            reply = {"ok": False, "message": str(exc)}
-        reply = {"schema_version": SCHEMA_VERSION, "request_id": request_id, **reply}
+            ok, message = False, str(exc)
+        reply = make_reply(request_id, ok, message)
         if isinstance(request_id, str) and request_id:
             pipe = self._client.pipeline(transaction=False)
             pipe.rpush(self._keys.control_reply(request_id), json.dumps(reply))

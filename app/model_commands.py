@@ -146,7 +146,7 @@ def train_command(args: argparse.Namespace) -> int:
 # --- evaluate ---------------------------------------------------------------------------------
 def evaluate_command(args: argparse.Namespace) -> int:
     """Score a labelled set through the pipeline's scoring path and write the report."""
-    from consumers.evaluate import run_evaluate
+    from app.evaluate import run_evaluate
     from detector.training.faces import FallbackPolicy
     from detector.worker import build_frame_scorer
 

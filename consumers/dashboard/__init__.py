@@ -1,5 +1,8 @@
-"""The Plotly Dash dashboard: live per-stream scores from Redis, attach/detach, uploads, Grad-CAM."""
+"""The Plotly Dash dashboard: live per-stream scores from Redis, attach/detach, uploads, Grad-CAM.
 
-from consumers.dashboard.app import create_app, run_dashboard
+It reads Redis; app/dashboard.py hands it upload scoring, frame reading and the control client.
+"""
 
-__all__ = ["create_app", "run_dashboard"]
+from consumers.dashboard.app import create_app
+
+__all__ = ["create_app"]

@@ -5,8 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import threading
-from typing import Callable
 
 import dash
 import redis
@@ -16,15 +14,14 @@ from dash.exceptions import PreventUpdate
 from consumers.dashboard import layout
 from consumers.dashboard.control_form import attach_target, default_stream_id, mask_in_text
 from consumers.dashboard.figures import history_figure, placeholder_figure, upload_figure
-from consumers.dashboard.frame_why import clicked_frame_index, decode_kept_frame, read_frame
+from consumers.dashboard.frame_why import clicked_frame_index, decode_kept_frame
 from consumers.dashboard.redis_reader import DashboardReader
-from consumers.dashboard.upload import UploadScorer, too_big_message
+from consumers.dashboard.services import DashboardServices
 from detector.config import mask_url
 from detector.errors import DetectorError, ModelError, RedisUnavailableError, SourceError
 
 log = logging.getLogger(__name__)
 
-CONTROL_TIMEOUT_S = 10.0
 HISTORY_POINTS = 2000
 EXPLAINED_CROPS = 3
 
@@ -35,9 +32,10 @@ def _status_banner(reader: DashboardReader, beat: dict | None) -> str:
     return f"Connected to Redis {reader.display_url} · {service}"
 
 
-def register_callbacks(app: dash.Dash, reader: DashboardReader, uploads: UploadScorer,
-                       control_client: Callable[[], redis.Redis]) -> None:
+def register_callbacks(app: dash.Dash, reader: DashboardReader,
+                       services: DashboardServices) -> None:
     """Wire every callback of :func:`consumers.dashboard.layout.build_layout`'s page."""
+    uploads = services.uploads
 
     @app.callback(
         Output("connection-banner", "children"), Output("connection-banner", "style"),
@@ -127,7 +125,7 @@ def register_callbacks(app: dash.Dash, reader: DashboardReader, uploads: UploadS
         try:
             status = next((s for s in reader.streams() if s.stream_id == stream_id), None)
             if status is not None and status.kind == "file":
-                frame_bgr = read_frame(status.source, frame_index)
+                frame_bgr = services.read_frame(status.source, frame_index)
                 origin = "scored again from its file"
             else:
                 kept = reader.kept_frame(stream_id)
@@ -150,8 +148,6 @@ def register_callbacks(app: dash.Dash, reader: DashboardReader, uploads: UploadS
         prevent_initial_call=True,
     )
     def control(_attach_clicks, _detach_clicks, url_text, stream_id, stride):
-        from app.control import send_request
-
         op = "attach" if dash.ctx.triggered_id == "attach-button" else "detach"
         stream_id = (stream_id or "").strip()
         target = None
@@ -162,8 +158,7 @@ def register_callbacks(app: dash.Dash, reader: DashboardReader, uploads: UploadS
                 stride = int(stride) if stride else None
             elif not stream_id:
                 raise ValueError("enter the stream id to detach")
-            reply = send_request(control_client(), reader.keys, op, stream_id, url=target,
-                                 stride=stride, timeout_s=CONTROL_TIMEOUT_S)
+            reply = services.send_control(op, stream_id, target, stride)
             ok, message = bool(reply.get("ok")), str(reply.get("message", ""))
         except (ValueError, DetectorError) as exc:
             ok, message = False, str(exc)
@@ -200,8 +195,8 @@ def register_callbacks(app: dash.Dash, reader: DashboardReader, uploads: UploadS
     def score_upload(payload):
         filename = (payload or {}).get("filename")
         if payload and payload.get("contents") is None and payload.get("size_bytes"):
-            return layout.error_view(too_big_message(filename or "the file",
-                                                     int(payload["size_bytes"]), uploads.max_bytes))
+            return layout.error_view(uploads.too_big_message(filename or "the file",
+                                                             int(payload["size_bytes"])))
         try:
             result = uploads.score(filename, (payload or {}).get("contents"))
             explanations = uploads.explain(result.crops[:EXPLAINED_CROPS])
@@ -214,7 +209,7 @@ def register_callbacks(app: dash.Dash, reader: DashboardReader, uploads: UploadS
         except Exception as exc:  # noqa: BLE001 - the page must say what happened, not hang
             log.exception("scoring the upload %s failed", filename)
             return layout.error_view(f"scoring {filename} failed: {exc.__class__.__name__}: {exc}")
-        card = uploads.scorer().card
+        card = uploads.card()
         note = None if card.trained else (
             f"model {card.name} {card.version} is marked trained = false (random weights): "
             "its scores mean nothing")
@@ -222,18 +217,3 @@ def register_callbacks(app: dash.Dash, reader: DashboardReader, uploads: UploadS
                                result.threshold)
         return layout.upload_result_view(result, figure, explanations, note)
 
-
-def control_client_factory(redis_url: str, socket_timeout_s: float) -> Callable[[], redis.Redis]:
-    """A lazily created client for control requests: its timeout outlasts BLPOP's 1 s wait."""
-    lock = threading.Lock()
-    holder: list[redis.Redis] = []
-
-    def get() -> redis.Redis:
-        with lock:
-            if not holder:
-                holder.append(redis.Redis.from_url(
-                    redis_url, socket_timeout=max(3.0, socket_timeout_s),
-                    socket_connect_timeout=max(1.0, min(socket_timeout_s, 3.0))))
-            return holder[0]
-
-    return get

@@ -1,8 +1,8 @@
-""""Why" for one frame of a stream: get the frame again, score it, explain it.
+""""Why" for one frame of a stream: which frame was clicked, and the kept live frame's image.
 
-A file stream's frame is decoded again from its file (when the dashboard can read it). A live
-stream's frames are gone; the service keeps only its latest thumbnail frame
-(``deepfake:frame:<id>``), so that is the one explained.
+A file stream's frame is decoded again from its file by the frame reader that app/ hands the
+dashboard (``app/frame_reader.py``). A live stream's frames are gone; the service keeps only its
+latest thumbnail frame (``deepfake:frame:<id>``), so that is the one explained.
 """
 
 from __future__ import annotations
@@ -39,24 +39,3 @@ def decode_kept_frame(jpeg: bytes) -> np.ndarray:
     if image is None:
         raise SourceError("the kept live frame is not a readable JPEG")
     return image
-
-
-def read_frame(path: str, frame_index: int) -> np.ndarray:
-    """Decode ``path`` up to ``frame_index`` (indices count every decoded frame, as the
-    producers do).
-
-    Returns:
-        ``(h, w, 3)`` uint8 BGR.
-    Raises:
-        SourceError: the file cannot be read here or is shorter than that.
-    """
-    from producers.file_source import FileSource
-
-    source = FileSource(path)
-    try:
-        for frame in source.frames():
-            if frame.frame_index == frame_index:
-                return frame.image_bgr
-    finally:
-        source.close()
-    raise SourceError(f"{path}: has no frame {frame_index}")

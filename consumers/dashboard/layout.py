@@ -15,7 +15,7 @@ from consumers.dashboard.redis_reader import StreamStatus
 if TYPE_CHECKING:
     import plotly.graph_objects as go
 
-    from consumers.dashboard.upload import FaceCrop, UploadResult
+    from detector.upload_result import FaceCrop, UploadResult
 
 REFRESH_INTERVAL_MS = 500   # live views poll Redis twice a second at most
 
@@ -237,7 +237,7 @@ def upload_result_view(result: "UploadResult", figure: "go.Figure",
     """Verdict, per-frame chart, the crops that drove the score and their Grad-CAM maps.
 
     Args:
-        result: an :class:`~consumers.dashboard.upload.UploadResult`.
+        result: an :class:`~detector.upload_result.UploadResult`.
         figure: its per-frame chart.
         explanations: ``(face crop, heat-map overlay RGB)`` for the most suspicious crops.
         model_note: a warning about the model (an untrained test model), or None.

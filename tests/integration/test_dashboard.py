@@ -138,7 +138,7 @@ def text_of(driver, css: str) -> str:
 @pytest.fixture(scope="module")
 def replayed(tiny_model_dir, face_video, redis_server, tmp_path_factory):
     """A real replay of the face video into Redis under a prefix of its own."""
-    from consumers.replay import run_replay
+    from app.replay import run_replay
 
     config = dashboard_config(tiny_model_dir, f"dash{uuid.uuid4().hex[:8]}")
     report = tmp_path_factory.mktemp("replay") / "report.json"
@@ -150,9 +150,9 @@ def replayed(tiny_model_dir, face_video, redis_server, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def live_url(replayed, redis_server):
-    from consumers.dashboard import create_app
+    from app.dashboard import dashboard_app
 
-    with served(create_app(replayed, redis_server.url, refresh_interval_ms=300)) as url:
+    with served(dashboard_app(replayed, redis_server.url, refresh_interval_ms=300)) as url:
         yield url
 
 
@@ -344,10 +344,10 @@ def test_attach_and_detach_go_through_the_control_channel_and_hide_credentials(
 
 def test_an_empty_redis_shows_the_no_streams_yet_state(tiny_model_dir, redis_server, browser,
                                                         screenshot_dir):
-    from consumers.dashboard import create_app
+    from app.dashboard import dashboard_app
 
     config = dashboard_config(tiny_model_dir, f"empty{uuid.uuid4().hex[:8]}")
-    with served(create_app(config, redis_server.url, refresh_interval_ms=300)) as url, \
+    with served(dashboard_app(config, redis_server.url, refresh_interval_ms=300)) as url, \
             opened(browser, url):
         text = wait_for(browser, lambda d: d.find_element("css selector", "#empty-state").text,
                         PAGE_TIMEOUT_S, "the empty state")
@@ -385,7 +385,7 @@ def test_redis_going_away_shows_disconnected_and_the_page_recovers(tiny_model_di
                                                                    screenshot_dir):
     import redis
 
-    from consumers.dashboard import create_app
+    from app.dashboard import dashboard_app
     from detector.embedded_redis import find_redis_server, free_port
     from detector.errors import RedisUnavailableError
 
@@ -404,7 +404,7 @@ def test_redis_going_away_shows_disconnected_and_the_page_recovers(tiny_model_di
              "rolling_score": 0.2, "verdict": "REAL", "fps": 7.5, "frames_scored": 30,
              "frames_dropped": 4, "latency_ms": 85.0}))
         client.close()
-        with served(create_app(config, url, refresh_interval_ms=300)) as page_url, \
+        with served(dashboard_app(config, url, refresh_interval_ms=300)) as page_url, \
                 opened(browser, page_url):
             wait_for(browser, lambda d: "cam1" in text_of(d, "#streams-table"), PAGE_TIMEOUT_S,
                      "the stream row")
@@ -439,7 +439,7 @@ def test_a_file_attached_from_the_form_is_scored_by_the_running_service(
         tmp_path, tiny_model_dir, face_video, redis_server, browser):
     import redis
 
-    from consumers.dashboard import create_app
+    from app.dashboard import dashboard_app
     from detector.config import load_config
 
     # given `deepfake-detector run` serving the control channel
@@ -453,7 +453,7 @@ def test_a_file_attached_from_the_form_is_scored_by_the_running_service(
     client = redis.Redis.from_url(redis_server.url)
     try:
         wait_until(lambda: client.exists(f"{prefix}:service"), 90, message="service heartbeat")
-        app = create_app(load_config(config_path), redis_server.url, refresh_interval_ms=300)
+        app = dashboard_app(load_config(config_path), redis_server.url, refresh_interval_ms=300)
         with served(app) as url, opened(browser, url):
             wait_for(browser, lambda d: "service running" in text_of(d, "#connection-banner"),
                      PAGE_TIMEOUT_S, "the service in the banner")
@@ -537,7 +537,7 @@ def live_stream_url(tiny_model_dir, face_image, redis_server):
     import cv2
     import redis
 
-    from consumers.dashboard import create_app
+    from app.dashboard import dashboard_app
     from detector.collector import Collector
     from detector.redis_keys import RedisKeys
     from detector.redis_sink import RedisSink
@@ -555,7 +555,7 @@ def live_stream_url(tiny_model_dir, face_image, redis_server):
         collector.handle_result(ResultMessage(
             "lobby", index, None, now, (FaceResult((10.0, 10.0, 90.0, 90.0), 0.9, 0.3),), "w0", 1,
             {}, thumbnail_jpeg=cv2.imencode(".jpg", frame)[1].tobytes()))
-    with served(create_app(config, redis_server.url, refresh_interval_ms=300)) as url:
+    with served(dashboard_app(config, redis_server.url, refresh_interval_ms=300)) as url:
         yield url
     client.close()
 

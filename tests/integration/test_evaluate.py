@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from consumers.evaluate import compute_metrics, read_labels, run_evaluate, ItemResult
+from app.evaluate import compute_metrics, read_labels, run_evaluate, ItemResult
 from detector.face_detect import FaceBox
 from detector.frame_scorer import FrameScorer
 from detector.model_card import load_model_card

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from consumers.replay import run_replay
+from app.replay import run_replay
 from detector.sampling import sampled_count
 
 pytestmark = pytest.mark.slow

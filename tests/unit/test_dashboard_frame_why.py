@@ -1,8 +1,9 @@
-"""consumers/dashboard/frame_why.py: which frame was clicked, and reading it back from its file."""
+"""consumers/dashboard/frame_why.py: which frame was clicked; app/frame_reader.py: reading it back from its file."""
 
 import pytest
 
-from consumers.dashboard.frame_why import clicked_frame_index, read_frame
+from app.frame_reader import read_frame
+from consumers.dashboard.frame_why import clicked_frame_index
 from detector.errors import SourceError
 
 

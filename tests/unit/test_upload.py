@@ -1,4 +1,4 @@
-"""consumers/dashboard/upload.py: the checks that run before any decoding or scoring."""
+"""app/upload.py: the checks that run before any decoding or scoring."""
 
 import base64
 
@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from consumers.dashboard.upload import (
+from app.upload import (
     UploadCheck, check_upload, decode_contents, decoded_size, read_frames, score_frames, sniff_kind,
 )
 from detector.errors import SourceError
@@ -144,7 +144,7 @@ def test_a_long_video_is_sampled_by_stride_then_spread(face_video):
 
 
 def test_the_upload_scorer_scores_a_face_video_and_explains_its_crops(make_config, face_video):
-    from consumers.dashboard.upload import UploadScorer
+    from app.upload import UploadScorer
 
     scorer = UploadScorer(make_config(dashboard={"max_upload_mb": 5}))
     result = scorer.score("driving.mp4", data_url(face_video.read_bytes()))

@@ -18,6 +18,7 @@ from detector.errors import SourceError
 from detector.frame_scorer import FrameScorer
 from detector.sampling import is_sampled, spread_evenly
 from detector.scoring import aggregate_video, frame_score, verdict
+from detector.upload_result import FaceCrop, UploadResult
 
 log = logging.getLogger(__name__)
 
@@ -35,37 +36,6 @@ class UploadCheck:
     filename: str
     kind: str          # "image" or "video"
     size_bytes: int
-
-
-@dataclass(frozen=True)
-class FaceCrop:
-    """One face crop as the model saw it."""
-
-    frame_index: int
-    fake_probability: float
-    crop_rgb: np.ndarray   # (s, s, 3) uint8 RGB, s = card.input_size_px
-
-
-@dataclass(frozen=True)
-class UploadResult:
-    """An uploaded item scored through the workers' code path.
-
-    ``frame_scores[i]`` is None when frame ``frame_indices[i]`` had no face; ``score`` is None
-    (verdict NO_FACE) when no frame had one.
-    """
-
-    filename: str
-    kind: str
-    frame_indices: tuple[int, ...]
-    frame_scores: tuple[float | None, ...]
-    score: float | None
-    verdict: str
-    threshold: float
-    crops: tuple[FaceCrop, ...]
-
-    @property
-    def faces_found(self) -> int:
-        return sum(1 for s in self.frame_scores if s is not None)
 
 
 def _split_data_url(contents: str) -> tuple[str, str]:
@@ -268,7 +238,7 @@ class UploadScorer:
         Returns:
             ``(crop, (s, s, 3) uint8 RGB overlay)`` per crop, in order.
         """
-        from consumers.dashboard.gradcam import GradCam, overlay_heatmap
+        from detector.gradcam import GradCam, overlay_heatmap
 
         scorer = self.scorer()
         with self._lock:
@@ -279,6 +249,18 @@ class UploadScorer:
                 cam, _ = self._explainer.explain(crop.crop_rgb)
                 overlays.append((crop, overlay_heatmap(crop.crop_rgb, cam)))
             return overlays
+
+    def card(self):
+        """The configured model's card (the model loads on first use).
+
+        Raises:
+            ModelError: the model card or its weights are missing or do not fit.
+        """
+        return self.scorer().card
+
+    def too_big_message(self, filename: str, size_bytes: int) -> str:
+        """The page's sentence for a file over this scorer's limit."""
+        return too_big_message(filename, size_bytes, self.max_bytes)
 
     @property
     def threshold(self) -> float:

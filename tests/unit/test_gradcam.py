@@ -1,9 +1,9 @@
-"""consumers/dashboard/gradcam.py: the pure heat-map maths and the overlay."""
+"""detector/gradcam.py: the pure heat-map maths and the overlay."""
 
 import numpy as np
 import pytest
 
-from consumers.dashboard.gradcam import gradcam_map, overlay_heatmap
+from detector.gradcam import gradcam_map, overlay_heatmap
 
 
 def test_the_region_whose_channels_raise_the_score_is_hot():
@@ -46,7 +46,7 @@ def test_overlay_keeps_the_crop_size_and_leaves_inputs_alone():
 
 
 def test_gradcam_on_the_tiny_model_gives_a_map_and_the_models_probability(tiny_model_dir):
-    from consumers.dashboard.gradcam import GradCam
+    from detector.gradcam import GradCam
     from detector.model_card import load_model_card
     from detector.runtime import KerasRuntime
 

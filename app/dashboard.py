@@ -1,0 +1,88 @@
+"""The ``deepfake-detector dashboard`` entry point: hands the dashboard its tools and serves it.
+
+The dashboard (``consumers/dashboard/``) reads Redis only; upload scoring, frame reading and the
+control client are built here and handed to it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any, Callable
+
+import dash
+import redis
+
+from app.control import send_request
+from app.frame_reader import read_frame
+from app.upload import UploadScorer
+from consumers.dashboard import create_app
+from consumers.dashboard.layout import REFRESH_INTERVAL_MS
+from consumers.dashboard.services import DashboardServices
+from detector.config import Config, mask_url
+from detector.redis_keys import RedisKeys
+
+log = logging.getLogger(__name__)
+
+CONTROL_TIMEOUT_S = 10.0
+
+
+def control_client_factory(redis_url: str, socket_timeout_s: float) -> Callable[[], redis.Redis]:
+    """A lazily created client for control requests: its timeout outlasts BLPOP's 1 s wait."""
+    lock = threading.Lock()
+    holder: list[redis.Redis] = []
+
+    def get() -> redis.Redis:
+        with lock:
+            if not holder:
+                holder.append(redis.Redis.from_url(
+                    redis_url, socket_timeout=max(3.0, socket_timeout_s),
+                    socket_connect_timeout=max(1.0, min(socket_timeout_s, 3.0))))
+            return holder[0]
+
+    return get
+
+
+def dashboard_services(config: Config, redis_url: str) -> DashboardServices:
+    """The dashboard's tools: the workers' scoring for uploads, PyAV frame reading, control."""
+    client = control_client_factory(redis_url, config.redis.socket_timeout_s)
+    keys = RedisKeys(config.redis.prefix)
+
+    def send_control(op: str, stream_id: str, url: str | None,
+                     stride: int | None) -> dict[str, Any]:
+        return send_request(client(), keys, op, stream_id, url=url, stride=stride,
+                            timeout_s=CONTROL_TIMEOUT_S)
+
+    return DashboardServices(uploads=UploadScorer(config), read_frame=read_frame,
+                             send_control=send_control)
+
+
+def dashboard_app(config: Config, redis_url: str,
+                  refresh_interval_ms: int = REFRESH_INTERVAL_MS) -> dash.Dash:
+    """The dashboard app for ``config`` reading ``redis_url``, with its tools wired in."""
+    return create_app(redis_url, config.redis, config.dashboard,
+                      dashboard_services(config, redis_url), refresh_interval_ms)
+
+
+def run_dashboard(config: Config, redis_url: str, host: str | None = None,
+                  port: int | None = None) -> int:
+    """Serve the dashboard until Ctrl-C.
+
+    Args:
+        host: interface to listen on (default ``dashboard.host``, 127.0.0.1).
+        port: port (default ``dashboard.port``, 8050).
+    Returns:
+        the exit status.
+    """
+    host = host or config.dashboard.host
+    port = port or config.dashboard.port
+    app = dashboard_app(config, redis_url)
+    if not log.isEnabledFor(logging.DEBUG):
+        # The page polls several times a second; one log line per request drowns the rest.
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    log.info("dashboard on http://%s:%d/ reading Redis %s", host, port, mask_url(redis_url))
+    try:
+        app.run(host=host, port=port, debug=False)
+    except KeyboardInterrupt:
+        log.info("dashboard stopped")
+    return 0
