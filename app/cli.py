@@ -22,13 +22,23 @@ taken, the server moves to a free port and `watch`/`attach`/`dashboard` on this 
 """
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
+def _common(parser: argparse.ArgumentParser, redis: bool = True) -> None:
     parser.add_argument("--config", type=Path, default=None,
                         help="config file (default: ./config.toml if present, else built-in defaults)")
-    parser.add_argument("--redis-url", default=None,
-                        help="use this Redis (redis://HOST:PORT/DB) instead of redis.url / the embedded one")
+    if redis:
+        parser.add_argument("--redis-url", default=None,
+                            help="use this Redis (redis://HOST:PORT/DB) instead of redis.url / "
+                                 "the embedded one")
+    add_verbosity(parser)
+
+
+def add_verbosity(parser: argparse.ArgumentParser) -> None:
+    """``-v`` / ``-q``: logs go to stderr at WARNING by default, INFO with -v, DEBUG with -vv,
+    errors only with -q."""
     parser.add_argument("-v", "--verbose", action="count", default=0,
-                        help="more log output (-vv for debug)")
+                        help="more log output on stderr (-v info, -vv debug; default: warnings)")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="log errors only")
 
 
 def _load(args: argparse.Namespace) -> Config:
@@ -52,7 +62,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
     config = _load(args)
     return run_replay(config, args.files, ids=args.id, redis_url=config.redis.url or None,
                       report_path=args.report, csv_path=args.csv,
-                      show_progress=False if args.no_progress else None)
+                      frames_csv_path=args.frames_csv, json_output=args.json,
+                      show_progress=False if args.no_progress else None,
+                      console=stderr_console())
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -116,7 +128,7 @@ def cmd_streams(args: argparse.Namespace) -> int:
 
     config = _load(args)
     return run_watch(config.redis.client_url(), config.redis.prefix, once=True,
-                     socket_timeout_s=config.redis.socket_timeout_s)
+                     socket_timeout_s=config.redis.socket_timeout_s, name="streams")
 
 
 def cmd_fetch_yunet(args: argparse.Namespace) -> int:
@@ -153,12 +165,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("replay", help="score video files losslessly and write a report",
                        description="Score video files through the worker pool (every sampled frame, "
-                                   "none dropped), publish to Redis and write a report.",
+                                   "none dropped) and publish to Redis. The summary table (or "
+                                   "--json) goes to stdout; progress and logs go to stderr. "
+                                   "Output paths are checked before anything is scored.",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     _common(p)
     p.add_argument("files", nargs="+", help="video files (.mp4 .webm .avi .mov .mkv …)")
     p.add_argument("--report", type=Path, help="write the JSON report here")
-    p.add_argument("--csv", type=Path, help="also write a CSV report here")
+    p.add_argument("--csv", type=Path, help="also write a CSV here, one row per file")
+    p.add_argument("--frames-csv", type=Path, help="also write a CSV here, one row per scored frame")
+    p.add_argument("--json", action="store_true",
+                   help="print the JSON report to stdout instead of the summary table")
     p.add_argument("--id", action="append", help="stream id, once per file in order (default: file name without extension)")
     p.add_argument("--workers", type=int, help="worker processes (default workers.count)")
     p.add_argument("--stride", type=int, help="score every Nth frame (default sampling.stride = 4)")
@@ -179,6 +196,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("watch", help="live terminal table of every stream's rolling score",
+                       description="Show every stream of the service's Redis with its status, "
+                                   "rolling score, verdict, fps, drops and latency, updated as "
+                                   "scores arrive, until Ctrl-C. When stdout is not a terminal, "
+                                   "print one line per update instead (JSON lines with --json).",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     _common(p)
     p.add_argument("--once", action="store_true", help="print the table once and exit")
@@ -194,7 +215,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="model name (card models/NAME.toml)")
     p.set_defaults(func=cmd_worker)
 
-    p = sub.add_parser("attach", help="add a stream to a running service")
+    p = sub.add_parser("attach", help="add a stream to a running service",
+                       description="Ask a running `deepfake-detector run` (through Redis) to start "
+                                   "scoring a video file, an rtsp:// camera or a webcam. A file "
+                                   "that does not exist or cannot be opened is refused at once.",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     _common(p)
     p.add_argument("url", help="file path, rtsp://… URL or webcam:N")
     p.add_argument("--id", help="stream id (default: file name without extension)")
@@ -202,22 +227,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=15.0, help="seconds to wait for the service")
     p.set_defaults(func=cmd_attach)
 
-    p = sub.add_parser("detach", help="stop a stream of a running service")
+    p = sub.add_parser("detach", help="stop a stream of a running service",
+                       description="Ask a running service to stop a stream and remove it from the "
+                                   "stream list; its score history stays in Redis for "
+                                   "redis.finished_ttl_s (default 1 h).",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     _common(p)
-    p.add_argument("stream_id")
+    p.add_argument("stream_id", help="the stream's id, as `streams` lists it")
     p.add_argument("--timeout", type=float, default=15.0, help="seconds to wait for the service")
     p.set_defaults(func=cmd_detach)
 
-    p = sub.add_parser("streams", help="list streams with status, score, fps, drops, latency")
+    p = sub.add_parser("streams", help="list streams with status, score, fps, drops, latency",
+                       description="Print the service's streams once (the table `watch` keeps "
+                                   "current) and exit; --json prints one JSON object per stream.",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     _common(p)
     p.set_defaults(func=cmd_streams)
 
-    p = sub.add_parser("fetch-yunet", help="download the YuNet face detector to faces.yunet_model")
-    _common(p)
+    p = sub.add_parser("fetch-yunet", help="download the YuNet face detector to faces.yunet_model",
+                       description="Download OpenCV's YuNet face detector (the detector the model "
+                                   "was trained with) to faces.yunet_model; without it the "
+                                   "service falls back to OpenCV's Haar cascade.")
+    _common(p, redis=False)
     p.add_argument("--source", help="copy from this local file or URL instead of the OpenCV model zoo")
     p.set_defaults(func=cmd_fetch_yunet)
 
-    p = sub.add_parser("demo", help="score a generated demo clip end to end and show scores as they arrive")
+    p = sub.add_parser("demo", help="score a generated demo clip end to end and show scores as they arrive",
+                       description="Write a short clip of a real face, score it through the whole "
+                                   "pipeline (embedded Redis, worker pool, collector) and print "
+                                   "each frame's score in frame order as it arrives.",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     _common(p)
     p.add_argument("--frames", type=int, default=240, help="length of the demo clip in frames")
     p.set_defaults(func=cmd_demo)
@@ -236,11 +275,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _setup_logging(verbosity: int) -> None:
-    level = logging.WARNING - 10 * min(verbosity, 2)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+def stderr_console():
+    """The one rich console on stderr: logs and progress bars share it, so that a log line is
+    printed above the bars instead of through them."""
+    global _STDERR_CONSOLE
+    if _STDERR_CONSOLE is None:
+        from rich.console import Console
+
+        _STDERR_CONSOLE = Console(stderr=True)
+    return _STDERR_CONSOLE
+
+
+_STDERR_CONSOLE = None
+
+
+def log_level(verbosity: int, quiet: bool) -> int:
+    """WARNING by default, INFO with -v, DEBUG with -vv, ERROR with -q."""
+    if quiet:
+        return logging.ERROR
+    return {0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG)
+
+
+def _setup_logging(level: int) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if sys.stderr.isatty():
+        from rich.logging import RichHandler
+
+        handler: logging.Handler = RichHandler(console=stderr_console(), show_path=False,
+                                               rich_tracebacks=False, markup=False)
+        handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -249,7 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    _setup_logging(getattr(args, "verbose", 0) + 1)
+    _setup_logging(log_level(getattr(args, "verbose", 0), getattr(args, "quiet", False)))
     try:
         return args.func(args)
     except DetectorError as exc:

@@ -54,6 +54,16 @@ def _split_path(config: Config, args: argparse.Namespace) -> Path:
     return config.resolve_path(config.model.dir) / f"{config.model.name}.split.csv"
 
 
+def _import_tensorflow_quietly() -> None:
+    """Import Keras/TensorFlow with file descriptor 2 silenced: its C++ start-up chatter
+    (oneDNN, CUDA drivers) ignores TF_CPP_MIN_LOG_LEVEL and would come before any one-line
+    error (``-vv`` shows it)."""
+    from detector.runtime import native_stderr_silenced
+
+    with native_stderr_silenced(not log.isEnabledFor(logging.DEBUG)):
+        import keras  # noqa: F401
+
+
 def _plain_errors(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     """Training code says what is wrong with ValueError / FileNotFoundError (missing data,
     an empty cache, a run folder with other settings, a bad schedule); the CLI shows that
@@ -100,6 +110,11 @@ def prepare_command(args: argparse.Namespace) -> int:
 @_plain_errors
 def train_command(args: argparse.Namespace) -> int:
     """Train (or resume), then publish the chosen epoch with its card."""
+    config = _config(args)
+    split = _split_path(config, args)
+    if not split.is_file():
+        raise FileNotFoundError(f"split file {split} not found: run `deepfake-detector prepare` first")
+    _import_tensorflow_quietly()
     from detector.training.split import read_split
     from detector.training.train import (
         TrainSettings,
@@ -108,7 +123,6 @@ def train_command(args: argparse.Namespace) -> int:
         train_model,
     )
 
-    config = _config(args)
     settings = TrainSettings(
         schedule=parse_schedule(args.schedule),
         images_per_epoch=args.images_per_epoch,
@@ -120,10 +134,6 @@ def train_command(args: argparse.Namespace) -> int:
         init_weights=str(args.init_weights) if args.init_weights else None,
         blend_recipe=args.blend_recipe,
     )
-    split = _split_path(config, args)
-    if not split.is_file():
-        print(f"error: split file {split} not found: run `deepfake-detector prepare` first")
-        return 2
     dev_labels = Path(args.data_root) / "dev" / "labels.csv"
     run_dir = Path(args.run_dir or f"runs/{config.model.name}_{args.init}")
     state = train_model(read_split(split), Path(args.cache_dir), run_dir, settings,
@@ -151,6 +161,11 @@ def evaluate_command(args: argparse.Namespace) -> int:
     from detector.worker import build_frame_scorer
 
     config = _config(args)
+    if args.report is not None:
+        from app.outputs import check_output_path
+
+        check_output_path(Path(args.report), "--report")
+    _import_tensorflow_quietly()
     if not args.yunet_model and not config.resolve_path(config.faces.yunet_model).is_file() \
             and SHARED_YUNET.is_file():
         config = with_overrides(config, faces={"yunet_model": str(SHARED_YUNET.resolve())})
@@ -170,8 +185,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--yunet-model", type=Path, default=None,
                         help="YuNet ONNX file (default faces.yunet_model, else "
                              "../shared/models/face_detection_yunet.onnx when present)")
-    parser.add_argument("-v", "--verbose", action="count", default=0,
-                        help="more log output (-vv for debug)")
+    from app.cli import add_verbosity
+
+    add_verbosity(parser)
 
 
 def _data(parser: argparse.ArgumentParser) -> None:

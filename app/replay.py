@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -65,7 +67,7 @@ def file_report(item: ReplayItem, state: StreamState | None, threshold: float) -
         "frames_sampled": state.counters.get("frames_sampled", 0),
         "frames_scored": state.frames_scored,
         "frames_with_faces": state.frames_with_faces,
-        "video_score": score,
+        "video_score": None if score is None else round(score, 6),
         "label": verdict(score, threshold) if status == "ok" else None,
         "frames": [record.to_json() for record in frames],
     }
@@ -92,35 +94,105 @@ def build_report(items: Sequence[ReplayItem], states: Sequence[StreamState | Non
     }
 
 
-CSV_COLUMNS = ("path", "stream_id", "status", "frames_total", "frames_sampled",
-               "frames_with_faces", "video_score", "label", "error", "frame_scores")
+CSV_COLUMNS = ("path", "stream_id", "status", "frames_total", "frames_sampled", "frames_scored",
+               "frames_with_faces", "video_score", "label", "error")
+FRAMES_CSV_COLUMNS = ("path", "stream_id", "frame_index", "pts_s", "faces", "frame_score", "error")
 
 
-def write_csv(report: dict[str, Any], path: Path) -> None:
-    """One row per file; ``frame_scores`` is ``index:score`` pairs separated by spaces
-    (``index:`` alone for a frame without a face)."""
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
-        writer.writeheader()
-        for f in report["files"]:
-            scores = " ".join(
-                f"{r['frame_index']}:{'' if r['frame_score'] is None else round(r['frame_score'], 6)}"
-                for r in f["frames"]
-            )
-            writer.writerow({**{k: f.get(k) for k in CSV_COLUMNS if k != "frame_scores"},
-                             "frame_scores": scores})
+def csv_text(report: dict[str, Any]) -> str:
+    """One row per file (``video_score`` empty without a face)."""
+    handle = io.StringIO(newline="")
+    writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for f in report["files"]:
+        writer.writerow({k: f.get(k) for k in CSV_COLUMNS})
+    return handle.getvalue()
+
+
+def frames_csv_text(report: dict[str, Any]) -> str:
+    """One row per scored frame of every file, in frame order (``frame_score`` empty for a
+    frame without a face; ``faces`` is the number of faces found)."""
+    handle = io.StringIO(newline="")
+    writer = csv.DictWriter(handle, fieldnames=FRAMES_CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for f in report["files"]:
+        for r in f["frames"]:
+            score = r["frame_score"]
+            writer.writerow({"path": f["path"], "stream_id": f["stream_id"],
+                             "frame_index": r["frame_index"], "pts_s": r["pts_s"],
+                             "faces": len(r["faces"]),
+                             "frame_score": None if score is None else round(score, 6),
+                             "error": r.get("error")})
+    return handle.getvalue()
+
+
+def write_csv(report: dict[str, Any], path: Path) -> Path:
+    """Write :func:`csv_text` to ``path`` (or a named fallback file); returns where it went."""
+    from app.outputs import write_output
+
+    return write_output(path, csv_text(report), "CSV")
+
+
+def check_outputs(report_path: Path | None, csv_path: Path | None,
+                  frames_csv_path: Path | None) -> None:
+    """Refuse unwritable output paths before any scoring.
+
+    Raises:
+        ConfigError: a path is a folder, in a missing folder, not writable, or named twice.
+    """
+    from app.outputs import check_distinct, check_output_path
+
+    named = {"--report": report_path, "--csv": csv_path, "--frames-csv": frames_csv_path}
+    for flag, path in named.items():
+        if path is not None:
+            check_output_path(Path(path), flag)
+    check_distinct(named)
+
+
+def save_outputs(report: dict[str, Any], report_path: Path | None, csv_path: Path | None,
+                 frames_csv_path: Path | None) -> dict[str, Path]:
+    """Write the requested files; one that cannot be written goes to a named fallback file.
+
+    Returns:
+        what was written where (``{"report": path, …}``).
+    """
+    from app.outputs import write_output
+
+    written: dict[str, Path] = {}
+    jobs = (("report", report_path, lambda: json.dumps(report, indent=2) + "\n"),
+            ("CSV", csv_path, lambda: csv_text(report)),
+            ("frames CSV", frames_csv_path, lambda: frames_csv_text(report)))
+    for what, path, text in jobs:
+        if path is None:
+            continue
+        try:
+            written[what] = write_output(Path(path), text(), what.replace(" ", "-"))
+        except OSError as exc:
+            log.error("could not write the %s to %s or any fallback file: %s", what, path, exc)
+    return written
 
 
 def run_replay(config: Config, paths: Sequence[str], *, ids: Sequence[str] | None = None,
                redis_url: str | None = None, report_path: Path | None = None,
-               csv_path: Path | None = None, show_progress: bool | None = None) -> int:
-    """Score ``paths`` losslessly through the pool; write the report; 0 if every file is ok."""
+               csv_path: Path | None = None, show_progress: bool | None = None,
+               frames_csv_path: Path | None = None, json_output: bool = False,
+               console=None) -> int:
+    """Score ``paths`` losslessly through the pool; write the report; 0 if every file is ok.
+
+    The summary table (or, with ``json_output``, the whole report as JSON) goes to stdout;
+    progress bars and messages go to ``console`` (stderr). Output paths are checked before
+    anything is scored.
+
+    Raises:
+        ConfigError: bad ``ids`` or an output path that cannot be written.
+    """
     from rich.console import Console
 
     from app.service import Service
 
     items = plan_items(paths, ids)
-    console = Console(stderr=True)
+    check_outputs(report_path, csv_path, frames_csv_path)
+    console = console or Console(stderr=True)
     show_progress = console.is_terminal if show_progress is None else show_progress
     service = Service(config, redis_url=redis_url, keep_frames=True)
     interrupted = threading.Event()
@@ -150,15 +222,19 @@ def run_replay(config: Config, paths: Sequence[str], *, ids: Sequence[str] | Non
     states = [service.collector.stream(item.stream_id) for item in items]
     report = build_report(items, states, service.collector.threshold,
                           service.collector.model_id, config.sampling.stride)
-    if report_path is not None:
-        Path(report_path).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    if csv_path is not None:
-        write_csv(report, Path(csv_path))
-    print_summary(report, console)
+    written = save_outputs(report, report_path, csv_path, frames_csv_path)
+    if json_output:
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+        sys.stdout.flush()
+    else:
+        print_summary(report, Console(soft_wrap=False))
     if service.fatal_error:
-        console.print(f"error: {service.fatal_error}")
+        console.print(f"error: {service.fatal_error}", markup=False, highlight=False)
         return 2
-    return 0 if report["summary"]["failed"] == 0 and not interrupted.is_set() else 1
+    asked = [Path(p) for p in (report_path, csv_path, frames_csv_path) if p is not None]
+    all_written = sorted(map(str, written.values())) == sorted(map(str, asked))
+    ok = report["summary"]["failed"] == 0 and not interrupted.is_set() and all_written
+    return 0 if ok else 1
 
 
 def print_summary(report: dict[str, Any], console) -> None:
@@ -166,13 +242,28 @@ def print_summary(report: dict[str, Any], console) -> None:
 
     table = Table(title=f"replay ({report['model']}, threshold {report['threshold']:.2f})")
     for column in ("file", "status", "frames", "sampled", "with faces", "score", "label"):
-        table.add_column(column)
+        table.add_column(column, no_wrap=True,
+                         justify="right" if column in ("frames", "sampled", "with faces", "score")
+                         else "left")
     for f in report["files"]:
         score = "—" if f["video_score"] is None else f"{f['video_score']:.3f}"
-        status = f["status"] if not f["error"] else f"{f['status']}: {f['error']}"
-        table.add_row(Path(f["path"]).name, status, str(f["frames_total"]), str(f["frames_sampled"]),
-                      str(f["frames_with_faces"]), score, f["label"] or "—")
+        table.add_row(Path(f["path"]).name, f["status"], str(f["frames_total"]),
+                      str(f["frames_sampled"]), str(f["frames_with_faces"]), score,
+                      f["label"] or "—")
     console.print(table)
+    # Reasons under the table, one line each: a table column would wrap them at 80 columns.
+    for f in report["files"]:
+        if f["error"]:
+            console.print(f"{Path(f['path']).name}: {error_without_path(f['error'], f['path'])}",
+                          markup=False, highlight=False, soft_wrap=True)
+
+
+def error_without_path(error: str, path: str) -> str:
+    """``/a/b/gone.mp4: file not found`` → ``file not found`` (the file is already named)."""
+    for prefix in (f"{path}: ", f"{Path(path)}: "):
+        if error.startswith(prefix):
+            return error[len(prefix):]
+    return error
 
 
 class _Progress:

@@ -106,7 +106,7 @@ class StreamTable:
 
 
 def run_watch(redis_url: str, prefix: str, once: bool = False, duration_s: float | None = None,
-              socket_timeout_s: float = 5.0) -> int:
+              socket_timeout_s: float = 5.0, name: str = "watch") -> int:
     """Show the table until Ctrl-C (or once, or for ``duration_s``). Survives Redis restarts."""
     from rich.console import Console
     from rich.live import Live
@@ -119,7 +119,7 @@ def run_watch(redis_url: str, prefix: str, once: bool = False, duration_s: float
     client = connect(redis_url, socket_timeout_s)
     table = StreamTable()
     table.load(client, keys)
-    title = f"deepfake-detector watch — {mask_url(redis_url)}"
+    title = f"deepfake-detector {name} — {mask_url(redis_url)}"
     if once:
         console.print(table.render(title))
         return 0
@@ -133,7 +133,7 @@ def run_watch(redis_url: str, prefix: str, once: bool = False, duration_s: float
                     pubsub = client.pubsub(ignore_subscribe_messages=True)
                     pubsub.subscribe(keys.scores_channel, keys.events_channel)
                     table.load(client, keys)
-                    title = f"deepfake-detector watch — {mask_url(redis_url)}"
+                    title = f"deepfake-detector {name} — {mask_url(redis_url)}"
                 message = pubsub.get_message(timeout=REDRAW_INTERVAL_S)
                 while message is not None:
                     channel = message["channel"]
@@ -147,7 +147,7 @@ def run_watch(redis_url: str, prefix: str, once: bool = False, duration_s: float
                     except (redis.RedisError, OSError):
                         pass
                 pubsub = None
-                title = f"deepfake-detector watch — {mask_url(redis_url)} — DISCONNECTED, retrying"
+                title = f"deepfake-detector {name} — {mask_url(redis_url)} — DISCONNECTED, retrying"
                 live.update(table.render(title), refresh=True)
                 time.sleep(1.0)
                 continue

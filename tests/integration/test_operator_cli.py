@@ -1,0 +1,174 @@
+"""The operator's first hour (issue 12): results on stdout, logs on stderr, output paths checked
+before the work, nothing lost at the end. Real subprocesses, a real redis-server, real videos."""
+
+import csv
+import io
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import wait_until
+from tests.integration.test_cli import cli, write_config
+
+
+@pytest.mark.parametrize("flag,target,message", [
+    ("--report", "missing/dir/r.json", "folder {tmp}/missing/dir does not exist"),
+    ("--report", ".", "is a folder"),
+    ("--csv", "missing/r.csv", "folder {tmp}/missing does not exist"),
+    ("--frames-csv", "missing/f.csv", "folder {tmp}/missing does not exist"),
+    ("--csv", "r.json", "--report and --csv both name"),
+])
+def test_a_bad_output_path_is_refused_before_anything_is_scored(
+        tmp_path, tiny_model_dir, face_video, redis_server, redis_client, flag, target, message):
+    config = write_config(tmp_path, tiny_model_dir)
+    extra = ["--report", str(tmp_path / "r.json")] if flag == "--csv" and target == "r.json" else []
+    started = time.monotonic()
+    result = cli("replay", "--config", str(config), "--redis-url", redis_server.url,
+                 str(face_video), flag, str(tmp_path / target), *extra)
+    assert result.returncode == 2, result.stderr
+    assert message.format(tmp=tmp_path) in result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert result.stdout == ""
+    assert not redis_client.exists("deepfake:streams"), "nothing may be scored"
+    assert time.monotonic() - started < 30
+
+
+def test_a_report_that_cannot_be_written_at_the_end_goes_to_a_named_file_and_the_summary_is_printed(
+        tmp_path, tiny_model_dir, redis_server, redis_client):
+    from producers.synthetic import write_video
+
+    video = write_video(tmp_path / "long.mp4", 240, 320, 240)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    work = tmp_path / "work"
+    work.mkdir()
+    config = write_config(tmp_path, tiny_model_dir)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    replay = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "replay", "--config", str(config), "--redis-url",
+         redis_server.url, str(video), "--report", str(out_dir / "r.json")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=work)
+    try:
+        wait_until(lambda: redis_client.exists("deepfake:history:long"), 90, message="first scores")
+        out_dir.rmdir()   # the folder disappears while the files are scored
+        stdout, stderr = replay.communicate(timeout=180)
+    finally:
+        if replay.poll() is None:
+            replay.kill()
+    assert replay.returncode == 1, stderr   # the report is not where it was asked for
+    assert "Traceback" not in stderr
+    assert "long.mp4" in stdout and "ok" in stdout, "the summary is still printed"
+    fallbacks = list(work.glob("deepfake-report-*.json"))
+    assert len(fallbacks) == 1
+    assert f"could not write the report to {out_dir / 'r.json'}" in stderr
+    assert str(fallbacks[0]) in stderr
+    assert json.loads(fallbacks[0].read_text())["files"][0]["frames_scored"] == 60
+
+
+def test_replay_results_go_to_stdout_and_its_csvs_have_one_row_per_file_and_per_frame(
+        tmp_path, tiny_model_dir, face_video, second_video, redis_server):
+    config = write_config(tmp_path, tiny_model_dir)
+    result = cli("replay", "--config", str(config), "--redis-url", redis_server.url,
+                 str(face_video), str(second_video), str(tmp_path / "gone.mp4"),
+                 "--csv", str(tmp_path / "files.csv"), "--frames-csv", str(tmp_path / "frames.csv"))
+    assert result.returncode == 1, result.stderr
+    # stdout: the summary, and the failure reason once, on one line, without repeating the path
+    assert "driving.mp4" in result.stdout and "other.webm" in result.stdout
+    assert "gone.mp4: file not found" in result.stdout
+    assert str(tmp_path / "gone.mp4") + ":" not in result.stdout
+    assert "driving.mp4" not in result.stderr
+    # stderr: no INFO lines by default (-v shows them)
+    assert " INFO " not in result.stderr
+    assert "Redis at" not in result.stderr
+    files = list(csv.DictReader(io.StringIO((tmp_path / "files.csv").read_text())))
+    assert [f["stream_id"] for f in files] == ["driving", "other", "gone"]
+    assert "frame_scores" not in files[0]
+    assert len(files[0]["video_score"].split(".")[1]) <= 6
+    assert files[1]["video_score"] == "" and files[2]["status"] == "failed"
+    frames = list(csv.DictReader(io.StringIO((tmp_path / "frames.csv").read_text())))
+    driving = [f for f in frames if f["stream_id"] == "driving"]
+    assert [int(f["frame_index"]) for f in driving] == list(range(0, 42, 4))
+    assert all(f["faces"] == "1" and f["frame_score"] for f in driving)
+    other = [f for f in frames if f["stream_id"] == "other"]
+    assert len(other) == 8 and all(f["frame_score"] == "" and f["faces"] == "0" for f in other)
+
+
+def test_replay_json_prints_the_report_to_stdout_and_quiet_keeps_stderr_empty(
+        tmp_path, tiny_model_dir, face_video, redis_server):
+    config = write_config(tmp_path, tiny_model_dir)
+    result = cli("replay", "-q", "--json", "--config", str(config), "--redis-url",
+                 redis_server.url, str(face_video))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["files"][0]["status"] == "ok" and report["files"][0]["frames_scored"] == 11
+    assert result.stderr == ""   # -q: not even the untrained-model warning
+
+
+@pytest.mark.parametrize("flags,level", [
+    ((), logging.WARNING), (("-v",), logging.INFO), (("-vv",), logging.DEBUG),
+    (("-q",), logging.ERROR),
+])
+def test_verbosity_flags_set_the_log_level(redis_server, flags, level):
+    from app.cli import main
+
+    root = logging.getLogger()
+    saved = root.level, list(root.handlers)
+    try:
+        assert main(["streams", *flags, "--redis-url", redis_server.url]) == 0
+        assert root.level == level
+    finally:
+        root.setLevel(saved[0])
+        root.handlers[:] = saved[1]
+
+
+def test_train_error_is_one_line_without_tensorflow_noise(tmp_path):
+    split = tmp_path / "split.csv"
+    split.write_text("path,group,side\ntrain/real/x/a.png,x:a,train\n")
+    result = cli("train", "--split", str(split), "--schedule", "fast", "--data-root",
+                 str(tmp_path / "d"), "--run-dir", str(tmp_path / "run"), cwd=tmp_path, timeout=300)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
+    missing = cli("train", "--split", str(tmp_path / "none.csv"), cwd=tmp_path)
+    assert missing.returncode == 2 and missing.stdout == ""
+    assert missing.stderr.startswith("error: split file") and missing.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("command", ["attach", "detach", "watch", "streams", "demo", "fetch-yunet",
+                                     "forget", "clear"])
+def test_every_subcommand_has_a_description(command):
+    from app.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    assert sub.choices[command].description, f"{command} --help has no description"
+
+
+def test_detach_help_explains_the_stream_id_and_fetch_yunet_takes_no_redis_url():
+    assert "as `streams` lists it" in cli("detach", "--help").stdout
+    result = cli("fetch-yunet", "--help")
+    assert result.returncode == 0 and "--redis-url" not in result.stdout
+
+
+def test_streams_table_is_titled_streams(redis_server, redis_client):
+    redis_client.hset("deepfake:streams", "door", json.dumps({"status": "running", "verdict": "FAKE",
+                                                              "rolling_score": 0.8,
+                                                              "frames_scored": 3}))
+    result = cli("streams", "--redis-url", redis_server.url)
+    assert result.returncode == 0
+    assert "watch" not in result.stdout.splitlines()[0]
+    assert "streams" in result.stdout.splitlines()[0]
+
+
+def test_evaluate_refuses_a_report_path_in_a_missing_folder_before_loading_the_model(tmp_path):
+    labels = tmp_path / "labels.csv"
+    labels.write_text("path,label\na.png,real\n")
+    result = cli("evaluate", "--labels", str(labels), "--report", str(tmp_path / "no" / "r.json"),
+                 cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr == f"error: --report {tmp_path / 'no' / 'r.json'}: folder {tmp_path / 'no'} does not exist\n"
