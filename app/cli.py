@@ -11,6 +11,7 @@ from typing import Sequence
 
 from detector.config import Config, load_config, with_overrides
 from detector.errors import DetectorError
+from detector.logs import LOG_FORMAT, EscapingFormatter
 
 log = logging.getLogger("deepfake_detector")
 
@@ -303,10 +304,10 @@ def _setup_logging(level: int) -> None:
 
         handler: logging.Handler = RichHandler(console=stderr_console(), show_path=False,
                                                rich_tracebacks=False, markup=False)
-        handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+        handler.setFormatter(EscapingFormatter("%(name)s: %(message)s"))
     else:
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(EscapingFormatter(LOG_FORMAT))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

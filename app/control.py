@@ -13,8 +13,11 @@ from typing import Any, Callable
 import redis
 
 from detector.config import mask_url
-from detector.control import REPLY_TTL_S, make_reply, make_request, parse_request
+from detector.control import (
+    MAX_REPLY_MESSAGE_CHARS, REPLY_TTL_S, make_reply, make_request, parse_request, request_id_of,
+)
 from detector.errors import DetectorError
+from detector.identifiers import escape_text, shown
 from detector.redis_keys import RedisKeys
 
 log = logging.getLogger(__name__)
@@ -60,36 +63,53 @@ class ControlServer:
         self._attach = attach
         self._detach = detach
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="control", daemon=True)
+        self._thread: threading.Thread | None = None
+        self.requests_failed = 0
+        self.restarts = 0
 
     def start(self) -> "ControlServer":
+        self._thread = threading.Thread(target=self._loop, name="control", daemon=True)
         self._thread.start()
         return self
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(5)
+        if self._thread is not None:
+            self._thread.join(5)
+
+    @property
+    def is_alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def supervise(self) -> None:
+        """Restart the loop if it died (called by the service's main loop, like the workers)."""
+        if not self._stop.is_set() and not self.is_alive:
+            self.restarts += 1
+            log.error("control loop died; restarting it (restart %d)", self.restarts)
+            self.start()
 
     def handle(self, raw: bytes) -> dict[str, Any]:
-        request_id = None
+        """Answer one request. Any failure of the request, expected or not, is its error reply."""
+        request_id = request_id_of(raw)
         try:
-            try:
-                request_id = json.loads(raw).get("request_id")
-            except Exception:  # noqa: BLE001 - answered below as malformed
-                request_id = None
             request = parse_request(raw)
             if request["op"] == "attach":
                 message = self._attach(request["stream_id"], request["url"], request.get("stride"))
-                log.info("control: attached %s (%s)", request["stream_id"], mask_url(request["url"]))
+                log.info("control: attached %s (%s)", request["stream_id"], shown(mask_url(request["url"])))
             else:
                 message = self._detach(request["stream_id"])
                 log.info("control: detached %s", request["stream_id"])
             ok = True
         except DetectorError as exc:
-            log.warning("control request refused: %s", exc)
+            self.requests_failed += 1
+            log.warning("control request %s refused: %s", shown(request_id), exc)
             ok, message = False, str(exc)
-        reply = make_reply(request_id, ok, message)
-        if isinstance(request_id, str) and request_id:
+        except Exception as exc:  # noqa: BLE001 - a bug in one request must not end the channel
+            self.requests_failed += 1
+            log.exception("control request %s failed", shown(request_id))
+            ok, message = False, f"internal error: {exc.__class__.__name__}: {exc}"
+        reply = make_reply(request_id, ok, escape_text(str(message), MAX_REPLY_MESSAGE_CHARS))
+        if request_id is not None:
             pipe = self._client.pipeline(transaction=False)
             pipe.rpush(self._keys.control_reply(request_id), json.dumps(reply))
             pipe.expire(self._keys.control_reply(request_id), REPLY_TTL_S)
@@ -103,8 +123,11 @@ class ControlServer:
             except (redis.ConnectionError, redis.TimeoutError, OSError):
                 self._stop.wait(1.0)
                 continue
-            if item is not None:
-                try:
-                    self.handle(item[1])
-                except (redis.RedisError, OSError) as exc:
-                    log.warning("control reply could not be written: %s", exc)
+            if item is None:
+                continue
+            try:
+                self.handle(item[1])
+            except (redis.RedisError, OSError) as exc:
+                log.warning("control reply could not be written: %s", exc)
+            except Exception:  # noqa: BLE001 - the loop outlives any one request
+                log.exception("control loop failed on one request; going on")

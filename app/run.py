@@ -58,13 +58,17 @@ def run_service(config: Config, exit_when_done: bool = False, extra_urls: list[s
                 attach(stream_id, url, stride)
             except DetectorError as exc:
                 log.error("stream %s not started: %s", stream_id, exc)
-                kind = "file" if source_kind(url) == "file" else "live"
+                try:
+                    kind = "file" if source_kind(url) == "file" else "live"
+                except SourceError:
+                    kind = "file"
                 service.collector.register(stream_id, mask_url(url), kind)
                 service.collector.fail(stream_id, str(exc))
         if not streams:
             log.warning("no streams configured: add [[streams]] to config.toml or use "
                         "`deepfake-detector attach URL`")
         while not stop.wait(0.5):
+            control.supervise()
             if service.fatal_error:
                 break
             if exit_when_done and all(s.done.is_set() for s in service.collector.streams()):

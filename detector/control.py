@@ -14,10 +14,13 @@ import json
 from typing import Any
 
 from detector.errors import DetectorError
+from detector.identifiers import REQUEST_ID_PATTERN, shown, stream_id_problem, url_problem
 from detector.redis_keys import SCHEMA_VERSION
 
 REPLY_TTL_S = 60
 OPS = ("attach", "detach")
+MAX_REQUEST_BYTES = 64 * 1024
+MAX_REPLY_MESSAGE_CHARS = 500
 
 
 def parse_request(raw: bytes | str) -> dict[str, Any]:
@@ -26,26 +29,42 @@ def parse_request(raw: bytes | str) -> dict[str, Any]:
     Raises:
         DetectorError: malformed JSON, wrong version, unknown op or missing fields.
     """
+    if len(raw) > MAX_REQUEST_BYTES:
+        raise DetectorError(f"control request must be at most {MAX_REQUEST_BYTES} bytes, got {len(raw)}")
     try:
         request = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # ValueError: JSON, 4300+ digit ints
         raise DetectorError("control request is not JSON") from None
     if not isinstance(request, dict):
         raise DetectorError("control request must be a JSON object")
-    if request.get("schema_version") != SCHEMA_VERSION:
-        raise DetectorError(f"expected schema_version {SCHEMA_VERSION}, got {request.get('schema_version')!r}")
-    if request.get("op") not in OPS:
-        raise DetectorError(f"op must be one of {OPS}, got {request.get('op')!r}")
-    stream_id = request.get("stream_id")
-    if not isinstance(stream_id, str) or not stream_id or len(stream_id) > 200:
-        raise DetectorError("stream_id must be a non-empty string of at most 200 characters")
+    version = request.get("schema_version")
+    if isinstance(version, bool) or not isinstance(version, int) or version != SCHEMA_VERSION:
+        raise DetectorError(f"expected schema_version {SCHEMA_VERSION}, got {shown(version)}")
+    if not isinstance(request.get("op"), str) or request["op"] not in OPS:
+        raise DetectorError(f"op must be one of {OPS}, got {shown(request.get('op'))}")
+    problem = stream_id_problem(request.get("stream_id"))
+    if problem:
+        raise DetectorError(problem)
     if request["op"] == "attach":
-        if not isinstance(request.get("url"), str) or not request["url"]:
-            raise DetectorError("attach needs a url")
+        problem = url_problem(request.get("url"))
+        if problem:
+            raise DetectorError(f"attach: {problem}")
         stride = request.get("stride")
         if stride is not None and (not isinstance(stride, int) or isinstance(stride, bool) or stride < 1):
-            raise DetectorError(f"stride must be an integer >= 1, got {stride!r}")
+            raise DetectorError(f"stride must be an integer >= 1, got {shown(stride)}")
     return request
+
+
+def request_id_of(raw: bytes | str) -> str | None:
+    """The id a reply is addressed to, when the request carries a usable one (garbage has
+    none: it is refused without a reply)."""
+    try:
+        request_id = json.loads(raw).get("request_id")
+    except Exception:  # noqa: BLE001 - any garbage means "no id"
+        return None
+    if isinstance(request_id, str) and REQUEST_ID_PATTERN.fullmatch(request_id):
+        return request_id
+    return None
 
 
 def make_request(request_id: str, op: str, stream_id: str, url: str | None = None,

@@ -21,6 +21,7 @@ from detector.config import Config
 from detector.errors import DetectorError, WireFormatError
 from detector.face_detect import make_face_detector
 from detector.frame_scorer import FrameScorer
+from detector.logs import configure_logging
 from detector.model_card import ModelCard, card_path_for, load_model_card
 from detector.thumbnail import render_thumbnail
 from detector.wire import FrameMessage, ResultMessage, WorkerStats, peek_stream_id
@@ -226,7 +227,7 @@ def worker_process_main(
 ) -> None:
     """Entry point of a worker process started by the service (multiprocessing 'spawn')."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the service drains on Ctrl-C, then tells us
-    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(log_level)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     parent_pid = os.getppid()
     from detector.runtime import native_stderr_silenced, warm_up

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 from detector.config import Config, mask_url
 from detector.errors import SourceError
+from detector.identifiers import shown, url_problem
 from producers.base import Source
 from producers.file_source import FileSource
 from producers.rtsp_source import make_rtsp_source
@@ -28,10 +29,17 @@ LIVE_KINDS: dict[str, SourceFactory] = {
 
 
 def source_kind(url: str) -> str:
-    """``file``, or the live kind (``rtsp``, ``webcam``) a URL names."""
+    """``file``, or the live kind (``rtsp``, ``webcam``) a URL names.
+
+    Raises:
+        SourceError: the URL cannot be parsed (``rtsp://[::1/x``).
+    """
     if url.startswith("webcam:") or url.startswith("/dev/video"):
         return "webcam"
-    scheme = urlsplit(url).scheme if "://" in url else ""
+    try:
+        scheme = urlsplit(url).scheme if "://" in url else ""
+    except ValueError as exc:
+        raise SourceError(f"{shown(mask_url(url))}: malformed URL ({exc})") from None
     if scheme in ("", "file"):
         return "file"
     return scheme
@@ -41,13 +49,20 @@ def make_source(url: str, stream_id: str, config: Config) -> Source:
     """Build the source for ``url``.
 
     Raises:
-        SourceError: an unsupported or malformed URL (credentials masked in the message).
+        SourceError: an unsupported, malformed, over-long URL or one with control characters
+            (credentials masked in the message).
     """
+    problem = url_problem(url)
+    if problem:
+        raise SourceError(problem)
     kind = source_kind(url)
     if kind == "file":
-        path = urlsplit(url).path if url.startswith("file://") else url
+        try:
+            path = urlsplit(url).path if url.startswith("file://") else url
+        except ValueError as exc:
+            raise SourceError(f"{shown(mask_url(url))}: malformed URL ({exc})") from None
         return FileSource(Path(path), stream_id)
     factory = LIVE_KINDS.get(kind)
     if factory is None:
-        raise SourceError(f"{mask_url(url)}: unsupported stream kind {kind!r}")
+        raise SourceError(f"{shown(mask_url(url))}: unsupported stream kind {shown(kind)}")
     return factory(url, stream_id, config)

@@ -61,3 +61,11 @@ def test_factory_builds_a_masked_live_rtsp_source():
 def test_factory_refuses_a_malformed_rtsp_url():
     with pytest.raises(SourceError, match="malformed"):
         make_source("rtsp://bob:hunter2@/x", "door", config_from_dict({}))
+
+
+@pytest.mark.parametrize("url", ["rtsp://[::1/x", "file://[", "http://[::1"])
+def test_an_unparseable_url_is_a_source_error_not_a_crash(url):
+    from detector.errors import SourceError
+
+    with pytest.raises(SourceError, match="malformed URL"):
+        source_kind(url)

@@ -1,0 +1,34 @@
+"""Log set-up shared by every process: one format, and every message escaped and bounded, so
+outside text (a stream id, a URL, a request) can neither forge a log line nor flood the log."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import TextIO
+
+from detector.identifiers import escape_text
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+MAX_LOG_MESSAGE_CHARS = 4000
+
+
+class EscapingFormatter(logging.Formatter):
+    """Writes control characters of the message (newlines included) as escapes and cuts it at
+    ``MAX_LOG_MESSAGE_CHARS``; a traceback, which is ours, keeps its lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        record.message = escape_text(record.message, MAX_LOG_MESSAGE_CHARS)
+        return super().formatMessage(record)
+
+
+def configure_logging(level: int, stream: TextIO | None = None) -> None:
+    """Configure the root logger of this process; like ``logging.basicConfig``, a no-op where
+    it already has handlers (a test's log capture)."""
+    root = logging.getLogger()
+    if root.handlers:
+        return
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(EscapingFormatter(LOG_FORMAT))
+    root.addHandler(handler)
+    root.setLevel(level)
