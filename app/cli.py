@@ -96,19 +96,29 @@ def cmd_attach(args: argparse.Namespace) -> int:
     from detector.config import mask_url
     from detector.embedded_redis import connect
     from detector.redis_keys import RedisKeys
+    from producers.factory import check_source
     from producers.file_source import stream_id_for_path
 
     config = _load(args)
-    client = connect(config.redis.client_url(), config.redis.socket_timeout_s)
     url = args.url
     if "://" not in url and not url.startswith(("webcam:", "/dev/video")):
         url = str(Path(url).resolve())  # the service may run in another folder
+    check_source(url)  # a missing or unreadable file is refused here, before any request
+    client = connect(config.redis.client_url(), config.redis.socket_timeout_s)
     stream_id = args.id or stream_id_for_path(args.url)
     reply = send_request(client, RedisKeys(config.redis.prefix), "attach", stream_id,
                          url=url, stride=args.stride, timeout_s=args.timeout)
-    print(reply["message"] if reply.get("ok") else f"error: {reply['message']}")
     log.debug("attach %s → %s", mask_url(url), reply)
-    return 0 if reply.get("ok") else 1
+    return _print_reply(reply)
+
+
+def _print_reply(reply: dict) -> int:
+    """The service's answer: its message on stdout, or a refusal on stderr and exit 1."""
+    if reply.get("ok"):
+        print(reply["message"])
+        return 0
+    print(f"error: {reply['message']}", file=sys.stderr)
+    return 1
 
 
 def cmd_detach(args: argparse.Namespace) -> int:
@@ -120,8 +130,7 @@ def cmd_detach(args: argparse.Namespace) -> int:
     client = connect(config.redis.client_url(), config.redis.socket_timeout_s)
     reply = send_request(client, RedisKeys(config.redis.prefix), "detach", args.stream_id,
                          timeout_s=args.timeout)
-    print(reply["message"] if reply.get("ok") else f"error: {reply['message']}")
-    return 0 if reply.get("ok") else 1
+    return _print_reply(reply)
 
 
 def cmd_streams(args: argparse.Namespace) -> int:

@@ -28,18 +28,34 @@ def send_request(client: redis.Redis, keys: RedisKeys, op: str, stream_id: str,
                  timeout_s: float = 15.0) -> dict[str, Any]:
     """Send one request and wait for the service's reply.
 
+    Without a service heartbeat (``<prefix>:service``) nothing is sent: no service would answer.
+    A reply slower than a second is announced once (logged at WARNING) with what it waits for.
+
     Raises:
-        DetectorError: no running service answered within ``timeout_s``.
+        DetectorError: no service heartbeat, or no running service answered within ``timeout_s``.
     """
+    beat = client.get(keys.service)
+    if beat is None:
+        raise DetectorError(f"no service is running on this Redis (no heartbeat at {keys.service}): "
+                            "start `deepfake-detector run` with the same Redis first")
+    try:
+        pid = json.loads(beat).get("pid", "?")
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        pid = "?"
     request_id = uuid.uuid4().hex
     request = make_request(request_id, op, stream_id, url=url, stride=stride)
     client.rpush(keys.control, json.dumps(request))
     deadline = time.monotonic() + timeout_s
+    waited = False
     while time.monotonic() < deadline:
         # Short BLPOPs in a loop: redis-py's socket timeout would cut a long one.
         item = client.blpop([keys.control_reply(request_id)], timeout=1)
         if item is not None:
             return json.loads(item[1])
+        if not waited:
+            waited = True
+            log.warning("waiting up to %.0f s for the service (pid %s) to answer the %s request",
+                        timeout_s, pid, op)
     client.lrem(keys.control, 1, json.dumps(request))
     raise DetectorError(f"no running service answered the {op} request within {timeout_s:.0f} s "
                         "(is `deepfake-detector run` running with the same Redis?)")

@@ -21,6 +21,7 @@ from consumers.dashboard.layout import REFRESH_INTERVAL_MS
 from consumers.dashboard.services import DashboardServices
 from detector.config import Config, mask_url
 from detector.redis_keys import RedisKeys
+from producers.factory import check_source
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,8 @@ def dashboard_services(config: Config, redis_url: str) -> DashboardServices:
 
     def send_control(op: str, stream_id: str, url: str | None,
                      stride: int | None) -> dict[str, Any]:
+        if op == "attach" and url:
+            check_source(url)  # a missing file is refused on the page, before any request
         return send_request(client(), keys, op, stream_id, url=url, stride=stride,
                             timeout_s=CONTROL_TIMEOUT_S)
 

@@ -10,7 +10,7 @@ from app.control import ControlServer
 from app.service import Service
 from detector.config import Config, mask_url
 from detector.errors import DetectorError, SourceError
-from producers.factory import make_source, source_kind
+from producers.factory import check_source, make_source, source_kind
 from producers.file_source import stream_id_for_path
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,7 @@ def run_service(config: Config, exit_when_done: bool = False, extra_urls: list[s
             existing = service.collector.stream(stream_id)
             if existing is not None and not existing.done.is_set():
                 raise SourceError(f"stream id {stream_id!r} is already running")
+            check_source(url)
             source = make_source(url, stream_id, config)
             service.add_source(source, stride)
             return f"attached {stream_id} ({source.display_url})"

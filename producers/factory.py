@@ -14,7 +14,7 @@ from detector.config import Config, mask_url
 from detector.errors import SourceError
 from detector.identifiers import shown, url_problem
 from producers.base import Source
-from producers.file_source import FileSource
+from producers.file_source import FileSource, check_video_file
 from producers.rtsp_source import make_rtsp_source
 from producers.webcam_source import make_webcam_source
 
@@ -45,6 +45,27 @@ def source_kind(url: str) -> str:
     return scheme
 
 
+def _file_path(url: str) -> Path:
+    try:
+        return Path(urlsplit(url).path if url.startswith("file://") else url)
+    except ValueError as exc:
+        raise SourceError(f"{shown(mask_url(url))}: malformed URL ({exc})") from None
+
+
+def check_source(url: str) -> None:
+    """Refuse at once what can be checked without connecting: a file that is missing or is not
+    a video. Live URLs are checked by connecting (their stream then shows ``reconnecting``).
+
+    Raises:
+        SourceError: the file cannot be opened as a video (the reason says why).
+    """
+    problem = url_problem(url)
+    if problem:
+        raise SourceError(problem)
+    if source_kind(url) == "file":
+        check_video_file(_file_path(url))
+
+
 def make_source(url: str, stream_id: str, config: Config) -> Source:
     """Build the source for ``url``.
 
@@ -57,11 +78,7 @@ def make_source(url: str, stream_id: str, config: Config) -> Source:
         raise SourceError(problem)
     kind = source_kind(url)
     if kind == "file":
-        try:
-            path = urlsplit(url).path if url.startswith("file://") else url
-        except ValueError as exc:
-            raise SourceError(f"{shown(mask_url(url))}: malformed URL ({exc})") from None
-        return FileSource(Path(path), stream_id)
+        return FileSource(_file_path(url), stream_id)
     factory = LIVE_KINDS.get(kind)
     if factory is None:
         raise SourceError(f"{shown(mask_url(url))}: unsupported stream kind {shown(kind)}")

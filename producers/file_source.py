@@ -20,6 +20,20 @@ def stream_id_for_path(path: Path | str) -> str:
     return Path(path).stem or Path(path).name
 
 
+def check_video_file(path: Path | str) -> None:
+    """Open ``path`` as a video and close it again: refuse a missing or unreadable file at once
+    (when it is attached) instead of as a failed stream later.
+
+    Raises:
+        SourceError: the file is missing, a folder, empty or not a video (the reason says which).
+    """
+    source = FileSource(path)
+    try:
+        source.open()
+    finally:
+        source.close()
+
+
 class FileSource:
     """Decode a video file frame by frame.
 

@@ -106,12 +106,15 @@ def test_run_serves_attach_and_detach_and_stops_cleanly_on_ctrl_c(
         wait_until(finished, 90, message="cam1 finished")
         assert redis_client.xlen("deepfake:history:cam1") == 11
         again = cli("detach", "nope", "--config", str(config), "--redis-url", redis_server.url)
-        assert again.returncode == 1 and "no stream with id 'nope'" in again.stdout
-        bad = cli("attach", str(tmp_path / "gone.mp4"), "--id", "gone", "--config", str(config),
-                  "--redis-url", redis_server.url)
-        assert bad.returncode == 0  # accepted; the stream itself then fails
-        wait_until(lambda: (raw := redis_client.hget("deepfake:streams", "gone")) and
-                   json.loads(raw)["status"] == "failed", 30, message="gone failed")
+        assert again.returncode == 1 and "no stream with id 'nope'" in again.stderr
+        # a file that vanished between the client's check and the service's is refused too
+        from app.control import send_request
+        from detector.redis_keys import RedisKeys
+
+        reply = send_request(redis_client, RedisKeys(), "attach", "gone",
+                             url=str(tmp_path / "gone.mp4"), timeout_s=30)
+        assert reply == {**reply, "ok": False, "message": f"{tmp_path / 'gone.mp4'}: file not found"}
+        assert redis_client.hget("deepfake:streams", "gone") is None
     finally:
         service.send_signal(signal.SIGINT)
         output, _ = service.communicate(timeout=60)
@@ -119,11 +122,36 @@ def test_run_serves_attach_and_detach_and_stops_cleanly_on_ctrl_c(
     assert "Traceback" not in output
 
 
-def test_attach_without_a_service_times_out_with_a_clear_error(tmp_path, tiny_model_dir, redis_server):
+def test_attach_without_a_service_fails_at_once_and_a_silent_service_times_out_saying_so(
+        tmp_path, tiny_model_dir, face_video, redis_server, redis_client):
+    import time
+
     config = write_config(tmp_path, tiny_model_dir)
-    result = cli("attach", "clip.mp4", "--timeout", "2", "--config", str(config),
+    started = time.monotonic()
+    result = cli("attach", str(face_video), "--config", str(config), "--redis-url", redis_server.url)
+    assert result.returncode == 2 and "no service is running on this Redis" in result.stderr
+    assert time.monotonic() - started < 10   # not the 15 s timeout
+    # a heartbeat but nobody answering: the wait is announced, then the timeout is plain
+    redis_client.set("deepfake:service", json.dumps({"pid": 4242}), ex=30)
+    result = cli("attach", str(face_video), "--timeout", "2", "--config", str(config),
                  "--redis-url", redis_server.url)
     assert result.returncode == 2 and "no running service answered" in result.stderr
+    assert "waiting up to 2 s for the service (pid 4242) to answer the attach request" in result.stderr
+
+
+@pytest.mark.parametrize("name,content,reason", [
+    ("gone.mp4", None, "file not found"),
+    ("notes.mp4", b"not a video at all", "not a video file"),
+])
+def test_attach_of_a_file_that_cannot_be_opened_is_refused_at_once(tmp_path, name, content, reason):
+    path = tmp_path / name
+    if content is not None:
+        path.write_bytes(content)
+    # Redis is unreachable on purpose: the file is refused before anything is sent
+    result = cli("attach", str(path), "--redis-url", "redis://127.0.0.1:1/0")
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"error: {path}: {reason}") and result.stderr.count("\n") == 1
+    assert result.stdout == ""
 
 
 def test_watch_once_lists_streams(tmp_path, tiny_model_dir, redis_server, redis_client):

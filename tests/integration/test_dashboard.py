@@ -313,6 +313,7 @@ def test_attach_and_detach_go_through_the_control_channel_and_hide_credentials(
         raise DetectorError(f"no stream with id {stream_id!r}")
 
     client = redis.Redis.from_url(redis_server.url, socket_timeout=5)
+    client.set(RedisKeys(replayed.redis.prefix).service, '{"pid": 1}', ex=120)  # its heartbeat
     control = ControlServer(client, RedisKeys(replayed.redis.prefix), attach, detach).start()
     try:
         # when an RTSP URL with a password is attached from the form
@@ -337,6 +338,14 @@ def test_attach_and_detach_go_through_the_control_channel_and_hide_credentials(
         live_page.find_element("css selector", "#detach-button").click()
         wait_for(live_page, lambda d: "no stream with id 'nope'" in
                  d.find_element("css selector", "#control-message").text, 30, "the detach refusal")
+        # when a file that does not exist is attached, the form refuses it with the reason
+        field = live_page.find_element("css selector", "#attach-url")
+        field.clear()
+        field.send_keys("/nonexistent/clip.mp4")
+        live_page.find_element("css selector", "#attach-button").click()
+        wait_for(live_page, lambda d: "/nonexistent/clip.mp4: file not found" in
+                 d.find_element("css selector", "#control-message").text, 30, "the attach refusal")
+        assert len(received) == 1, "nothing was sent to the service"
     finally:
         control.stop()
         client.close()
