@@ -75,11 +75,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     return run_service(config, exit_when_done=args.exit_when_done, extra_urls=args.url or [])
 
 
+def _redis_url(config: Config) -> str:
+    from detector.embedded_redis import client_url
+
+    return client_url(config.redis)
+
+
 def cmd_watch(args: argparse.Namespace) -> int:
     from consumers.watch import run_watch
 
     config = _load(args)
-    return run_watch(config.redis.client_url(), config.redis.prefix, once=args.once,
+    return run_watch(_redis_url(config), config.redis.prefix, once=args.once,
                      duration_s=args.duration, socket_timeout_s=config.redis.socket_timeout_s)
 
 
@@ -93,8 +99,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def cmd_attach(args: argparse.Namespace) -> int:
     from app.control import send_request
-    from detector.config import mask_url
     from detector.embedded_redis import connect
+    from detector.url_mask import mask_url
     from detector.redis_keys import RedisKeys
     from producers.factory import check_source
     from producers.file_source import stream_id_for_path
@@ -104,7 +110,7 @@ def cmd_attach(args: argparse.Namespace) -> int:
     if "://" not in url and not url.startswith(("webcam:", "/dev/video")):
         url = str(Path(url).resolve())  # the service may run in another folder
     check_source(url)  # a missing or unreadable file is refused here, before any request
-    client = connect(config.redis.client_url(), config.redis.socket_timeout_s)
+    client = connect(_redis_url(config), config.redis.socket_timeout_s)
     stream_id = args.id or stream_id_for_path(args.url)
     reply = send_request(client, RedisKeys(config.redis.prefix), "attach", stream_id,
                          url=url, stride=args.stride, timeout_s=args.timeout)
@@ -127,7 +133,7 @@ def cmd_detach(args: argparse.Namespace) -> int:
     from detector.redis_keys import RedisKeys
 
     config = _load(args)
-    client = connect(config.redis.client_url(), config.redis.socket_timeout_s)
+    client = connect(_redis_url(config), config.redis.socket_timeout_s)
     reply = send_request(client, RedisKeys(config.redis.prefix), "detach", args.stream_id,
                          timeout_s=args.timeout)
     return _print_reply(reply)
@@ -137,7 +143,7 @@ def cmd_streams(args: argparse.Namespace) -> int:
     from consumers.watch import run_watch
 
     config = _load(args)
-    return run_watch(config.redis.client_url(), config.redis.prefix, once=True,
+    return run_watch(_redis_url(config), config.redis.prefix, once=True,
                      socket_timeout_s=config.redis.socket_timeout_s, name="streams")
 
 
@@ -160,7 +166,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     from app.dashboard import run_dashboard
 
     config = _load(args)
-    return run_dashboard(config, config.redis.client_url(), host=args.host, port=args.port)
+    return run_dashboard(config, _redis_url(config), host=args.host, port=args.port)
 
 
 # --- parser ---------------------------------------------------------------------------------

@@ -12,13 +12,13 @@ from typing import Any, Callable
 
 import redis
 
-from detector.config import mask_url
 from detector.control import (
     MAX_REPLY_MESSAGE_CHARS, REPLY_TTL_S, make_reply, make_request, parse_request, request_id_of,
 )
 from detector.errors import DetectorError
 from detector.identifiers import escape_text, shown
 from detector.redis_keys import RedisKeys
+from detector.url_mask import mask_url
 
 log = logging.getLogger(__name__)
 

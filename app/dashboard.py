@@ -19,7 +19,8 @@ from app.upload import UploadScorer
 from consumers.dashboard import create_app
 from consumers.dashboard.layout import REFRESH_INTERVAL_MS
 from consumers.dashboard.services import DashboardServices
-from detector.config import Config, mask_url
+from detector.config import Config
+from detector.url_mask import mask_url
 from detector.redis_keys import RedisKeys
 from producers.factory import check_source
 

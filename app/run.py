@@ -8,7 +8,8 @@ import threading
 
 from app.control import ControlServer
 from app.service import Service
-from detector.config import Config, mask_url
+from detector.config import Config
+from detector.url_mask import mask_url
 from detector.errors import DetectorError, SourceError
 from producers.factory import check_source, make_source, source_kind
 from producers.file_source import stream_id_for_path

@@ -111,7 +111,7 @@ def run_watch(redis_url: str, prefix: str, once: bool = False, duration_s: float
     from rich.console import Console
     from rich.live import Live
 
-    from detector.config import mask_url
+    from detector.url_mask import mask_url
     from detector.embedded_redis import connect
 
     keys = RedisKeys(prefix)

@@ -16,6 +16,7 @@ from typing import Any, Mapping
 from urllib.parse import urlsplit
 
 from detector.errors import ConfigError
+from detector.url_mask import mask_url
 
 DEFAULT_CONFIG_PATH = Path("config.toml")
 
@@ -36,16 +37,6 @@ class RedisConfig:
     prefix: str = "deepfake"
     history_maxlen: int = field(default=10_000, metadata=_rule(ge=1))
     socket_timeout_s: float = field(default=5.0, metadata=_rule(gt=0))
-
-    def client_url(self) -> str:
-        """The URL a consumer connects to: ``url``, else the embedded server's (where a running
-        one that had to move off ``embedded_port`` says it is, else the default address)."""
-        if self.url:
-            return self.url
-        from detector.embedded_redis import moved_embedded_url
-
-        port = self.embedded_port or 6390
-        return moved_embedded_url(port) or f"redis://127.0.0.1:{port}/0"
 
 
 @dataclass(frozen=True)
@@ -330,17 +321,3 @@ def with_overrides(config: Config, **sections: Mapping[str, Any]) -> Config:
     if "redis" in replaced:
         _validate_redis_url(replaced["redis"].url)
     return dataclasses.replace(config, **replaced)
-
-
-def mask_url(url: str) -> str:
-    """Hide credentials in a URL: ``rtsp://user:pw@host/p`` → ``rtsp://***@host/p``."""
-    try:
-        parts = urlsplit(url)
-        if parts.username is None and parts.password is None:
-            return url
-        host = parts.hostname or ""
-        if parts.port:  # raises ValueError for a malformed port
-            host = f"{host}:{parts.port}"
-    except ValueError:
-        return "***"
-    return parts._replace(netloc=f"***@{host}").geturl()

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import redis
 
+from detector.config import RedisConfig
 from detector.errors import RedisUnavailableError
+from detector.url_mask import mask_url
 
 log = logging.getLogger(__name__)
 
@@ -191,8 +193,6 @@ def connect(url: str, socket_timeout_s: float = 5.0) -> redis.Redis:
     Raises:
         RedisUnavailableError: with the URL (credentials masked) and the reason.
     """
-    from detector.config import mask_url
-
     try:
         client = redis.Redis.from_url(
             url, socket_timeout=socket_timeout_s, socket_connect_timeout=socket_timeout_s
@@ -201,3 +201,13 @@ def connect(url: str, socket_timeout_s: float = 5.0) -> redis.Redis:
     except (redis.RedisError, ValueError, OSError) as exc:
         raise RedisUnavailableError(f"cannot reach Redis at {mask_url(url)}: {exc}") from None
     return client
+
+
+def client_url(config: RedisConfig) -> str:
+    """The URL a consumer connects to: ``redis.url``, else the embedded server's (where a
+    running one that had to move off ``redis.embedded_port`` says it is, else the default
+    address)."""
+    if config.url:
+        return config.url
+    port = config.embedded_port or 6390
+    return moved_embedded_url(port) or f"redis://127.0.0.1:{port}/0"

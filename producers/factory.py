@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Callable
 from urllib.parse import urlsplit
 
-from detector.config import Config, mask_url
+from detector.config import Config
+from detector.url_mask import mask_url
 from detector.errors import SourceError
 from detector.identifiers import shown, url_problem
 from producers.base import Source

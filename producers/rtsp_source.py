@@ -9,7 +9,8 @@ from urllib.parse import urlsplit
 
 import av
 
-from detector.config import Config, mask_url
+from detector.config import Config
+from detector.url_mask import mask_url
 from detector.errors import SourceError
 from producers.base import SourceFrame
 

@@ -17,7 +17,7 @@ from consumers.dashboard.figures import history_figure, placeholder_figure, uplo
 from consumers.dashboard.frame_why import clicked_frame_index, decode_kept_frame
 from consumers.dashboard.redis_reader import DashboardReader
 from consumers.dashboard.services import DashboardServices
-from detector.config import mask_url
+from detector.url_mask import mask_url
 from detector.errors import DetectorError, ModelError, RedisUnavailableError, SourceError
 
 log = logging.getLogger(__name__)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from detector.config import mask_url
+from detector.url_mask import mask_url
 
 LIVE_PREFIXES = ("rtsp://", "rtsps://", "webcam:", "/dev/video")
 

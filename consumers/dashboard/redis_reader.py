@@ -9,7 +9,7 @@ from typing import Any, Mapping
 
 import redis
 
-from detector.config import mask_url
+from detector.url_mask import mask_url
 from detector.errors import RedisUnavailableError
 from detector.redis_keys import RedisKeys
 

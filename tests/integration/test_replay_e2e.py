@@ -99,7 +99,7 @@ def test_consumers_follow_an_embedded_redis_that_had_to_move(tmp_path, monkeypat
     import socket
 
     from detector.config import RedisConfig
-    from detector.embedded_redis import EmbeddedRedis, free_port
+    from detector.embedded_redis import EmbeddedRedis, client_url, free_port
 
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
     port = free_port()
@@ -109,7 +109,7 @@ def test_consumers_follow_an_embedded_redis_that_had_to_move(tmp_path, monkeypat
         squatter.listen()
         with EmbeddedRedis(port) as moved:
             assert moved.port != port
-            assert config.client_url() == moved.url == f"redis://127.0.0.1:{moved.port}/0"
-        assert config.client_url() == f"redis://127.0.0.1:{port}/0"  # the note left with it
+            assert client_url(config) == moved.url == f"redis://127.0.0.1:{moved.port}/0"
+        assert client_url(config) == f"redis://127.0.0.1:{port}/0"  # the note left with it
     assert not list(tmp_path.rglob("*.json"))
-    assert RedisConfig(url="redis://h:1/0", embedded_port=port).client_url() == "redis://h:1/0"
+    assert client_url(RedisConfig(url="redis://h:1/0", embedded_port=port)) == "redis://h:1/0"

@@ -2,7 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from detector.config import Config, config_from_dict, load_config, mask_url, with_overrides
+from detector.config import Config, config_from_dict, load_config, with_overrides
+from detector.url_mask import mask_url
 from detector.errors import ConfigError
 
 
