@@ -16,6 +16,7 @@ log = logging.getLogger(__name__)
 DEFAULT_DATA_ROOT = Path("../shared/data")
 DEFAULT_CACHE_DIR = Path(".cache/faces")
 SHARED_YUNET = Path("../shared/models/face_detection_yunet.onnx")
+DEFAULT_LANDMARK_MODEL = Path("models/face_landmark.tflite")
 
 
 def _config(args: argparse.Namespace) -> Config:
@@ -89,10 +90,18 @@ def prepare_command(args: argparse.Namespace) -> int:
     config = _config(args)
     detector = _training_detector(config)
     split = _split_path(config, args)
+    landmark_model = None
+    layouts: tuple[str, ...] = ("crop",)
+    if args.landmarks:
+        from detector.training.landmarks import LandmarkModel
+
+        landmark_model = LandmarkModel(args.landmark_model)
+        layouts = ("context",) if args.landmarks_only else ("crop", "context")
     summaries = prepare_training_data(Path(args.data_root), Path(args.cache_dir), split, detector,
                                       holdout_fraction=args.holdout_fraction,
                                       include_dev=not args.no_dev,
-                                      show_progress=not args.no_progress)
+                                      show_progress=not args.no_progress,
+                                      landmark_model=landmark_model, layouts=layouts)
     for part, s in summaries.items():
         print(f"{part}: {s.processed} files cropped ({s.crops} crops, {s.fallbacks} whole-image "
               f"fallbacks, {s.without_face} without a face), {s.cached_before} already cached, "
@@ -103,6 +112,19 @@ def prepare_command(args: argparse.Namespace) -> int:
         count = write_holdout_eval_set(Path(args.data_root), split, Path(args.holdout_set),
                                        detector, show_progress=not args.no_progress)
         print(f"held-out evaluation set: {count} rows in {Path(args.holdout_set) / 'labels.csv'}")
+    return 0
+
+
+def fetch_landmarks_command(args: argparse.Namespace) -> int:
+    """Extract MediaPipe's face-mesh model from the mediapipe wheel on PyPI."""
+    from detector.training.landmarks import LANDMARK_WHEEL, fetch_landmark_model
+
+    target = Path(args.output)
+    if target.is_file() and not args.force:
+        print(f"{target} already exists (--force to fetch again)")
+        return 0
+    fetch_landmark_model(target, wheel=Path(args.wheel) if args.wheel else None)
+    print(f"wrote {target} (MediaPipe face mesh, Apache-2.0, from {LANDMARK_WHEEL})")
     return 0
 
 
@@ -201,7 +223,7 @@ def _data(parser: argparse.ArgumentParser) -> None:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the model subcommands to ``subparsers``."""
-    from detector.self_blend import BLEND_RECIPES
+    from detector.training.train import RECIPES
 
     p = subparsers.add_parser(
         "prepare", help="detect and crop training/dev faces into the cache (idempotent)",
@@ -215,8 +237,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--holdout-set", type=Path, default=None,
                    help="also write real + self-blended images of the held-out people, with a "
                         "labels.csv, to this folder (keep it under .cache/: it holds data)")
+    p.add_argument("--landmarks", action="store_true",
+                   help="also cache context crops with face-mesh landmarks (for --blend-recipe v3; "
+                        "run `fetch-landmarks` first)")
+    p.add_argument("--landmarks-only", action="store_true",
+                   help="with --landmarks: fill only the context cache")
+    p.add_argument("--landmark-model", type=Path, default=DEFAULT_LANDMARK_MODEL,
+                   help="face-mesh model (default models/face_landmark.tflite)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=prepare_command)
+
+    p = subparsers.add_parser(
+        "fetch-landmarks", help="extract MediaPipe's face-mesh model (training only) from PyPI",
+        description="Download the mediapipe==0.10.21 wheel with `pip download --no-deps` (mediapipe "
+                    "is not installed) and extract face_landmark.tflite (468 points, Apache-2.0), "
+                    "which `prepare --landmarks` uses. Serving does not need it.")
+    p.add_argument("--output", type=Path, default=DEFAULT_LANDMARK_MODEL,
+                   help="where to write it (default models/face_landmark.tflite)")
+    p.add_argument("--wheel", type=Path, default=None,
+                   help="an already-downloaded mediapipe-0.10.21 wheel (no download)")
+    p.add_argument("--force", action="store_true", help="fetch even if the file exists")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    p.set_defaults(func=fetch_landmarks_command)
 
     p = subparsers.add_parser(
         "train", help="train EfficientNet-B0 on real faces + self-blended fakes, write weights and card",
@@ -239,9 +281,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="share of training samples drawn from UTKFace chips (rest: video frames, stills)")
     p.add_argument("--init-weights", type=Path, default=None,
                    help="start from these weights (e.g. a previous run's epoch) instead of --init")
-    p.add_argument("--blend-recipe", choices=sorted(BLEND_RECIPES), default="v1",
-                   help="self-blend recipe (detector/self_blend.py BLEND_RECIPES; v1 made the "
-                        "shipped model, v2 was tried)")
+    p.add_argument("--blend-recipe", choices=RECIPES, default="v1",
+                   help="self-blend recipe: v1 made sbi_b0 0.1.0, v2 was tried "
+                        "(detector/self_blend.py), v3 is the published recipe on landmarks "
+                        "(detector/training/sbi.py; needs `prepare --landmarks`)")
     p.add_argument("--stop-after", type=int, default=None,
                    help="stop after this many epochs (a short comparison run)")
     p.add_argument("--no-publish", action="store_true", help="train only; do not write the model")

@@ -1,4 +1,11 @@
-"""Pure face-crop geometry: grow a detection to a square with a margin, cut it out, resize."""
+"""Pure face-crop geometry: grow a detection by a margin, cut it out, resize.
+
+Two crop rules, named by a model card's ``crop_rule``: ``square`` grows the box to a square by a
+fraction of its longer side on every edge and pads the outside of the frame with black (sbi_b0
+0.1.0); ``box`` grows the box by a fraction of its own width (left/right) and height (top/bottom),
+clips to the frame and stretches to the square input, as the published self-blended-images
+recipe crops (recipe v3).
+"""
 
 from __future__ import annotations
 
@@ -28,22 +35,68 @@ def square_box_xyxy(
     return left, top, left + side_px, top + side_px
 
 
+CROP_RULES = ("square", "box")
+
+
+def box_crop_region(
+    box_xyxy: tuple[float, float, float, float],
+    shape_hw: tuple[int, int],
+    margins: tuple[float, float, float, float],
+) -> tuple[int, int, int, int]:
+    """The box grown by ``(left, top, right, bottom)`` fractions, clipped to the image.
+
+    Left/right margins are fractions of the box width, top/bottom of its height.
+
+    Returns:
+        integer ``(x1, y1, x2, y2)`` inside the image, at least 1 px wide and tall.
+    """
+    height, width = shape_hw[:2]
+    x1, y1, x2, y2 = box_xyxy
+    box_w, box_h = x2 - x1, y2 - y1
+    if box_w <= 0 or box_h <= 0:
+        raise ValueError(f"expected x2 > x1 and y2 > y1, got {box_xyxy}")
+    left, top, right, bottom = margins
+    cx1 = int(np.clip(np.floor(x1 - left * box_w), 0, width - 1))
+    cy1 = int(np.clip(np.floor(y1 - top * box_h), 0, height - 1))
+    cx2 = int(np.clip(np.ceil(x2 + right * box_w), cx1 + 1, width))
+    cy2 = int(np.clip(np.ceil(y2 + bottom * box_h), cy1 + 1, height))
+    return cx1, cy1, cx2, cy2
+
+
+def cut_and_resize(image: np.ndarray, region_xyxy: tuple[int, int, int, int],
+                   size_px: int) -> np.ndarray:
+    """``image[region]`` resized to ``(size_px, size_px)`` (area filter when shrinking)."""
+    x1, y1, x2, y2 = region_xyxy
+    inside = image[y1:y2, x1:x2]
+    interpolation = cv2.INTER_AREA if max(inside.shape[:2]) > size_px else cv2.INTER_LINEAR
+    return cv2.resize(inside, (size_px, size_px), interpolation=interpolation)
+
+
 def crop_face(
     frame_bgr: np.ndarray,
     box_xyxy: tuple[float, float, float, float],
     margin: float,
     size_px: int,
+    rule: str = "square",
 ) -> np.ndarray:
-    """Cut a square face crop with a margin and resize it to the model's input.
+    """Cut a face crop with a margin and resize it to the model's input.
 
     Args:
         frame_bgr: ``(height, width, 3)`` uint8 BGR frame (not modified).
         box_xyxy: the face box in frame pixels.
-        margin: see :func:`square_box_xyxy`.
+        margin: see :func:`square_box_xyxy` (``square``) or :func:`box_crop_region` (``box``,
+            the same fraction on every side).
         size_px: side of the output.
+        rule: one of :data:`CROP_RULES`.
     Returns:
-        ``(size_px, size_px, 3)`` uint8 RGB crop; parts outside the frame are black.
+        ``(size_px, size_px, 3)`` uint8 RGB crop; with ``square``, parts outside the frame are
+        black.
     """
+    if rule == "box":
+        region = box_crop_region(box_xyxy, frame_bgr.shape[:2], (margin,) * 4)
+        return cv2.cvtColor(cut_and_resize(frame_bgr, region, size_px), cv2.COLOR_BGR2RGB)
+    if rule != "square":
+        raise ValueError(f"expected rule in {CROP_RULES}, got {rule!r}")
     height, width = frame_bgr.shape[:2]
     x1, y1, x2, y2 = square_box_xyxy(box_xyxy, margin)
     pad_left, pad_top = max(0, -x1), max(0, -y1)

@@ -54,7 +54,7 @@ class FrameScorer:
         """``(total_faces, s, s, 3)`` uint8 RGB crops in frame order."""
         size = self.card.input_size_px
         crops = [
-            crop_face(frame, face.box_xyxy, self.card.face_margin, size)
+            crop_face(frame, face.box_xyxy, self.card.face_margin, size, self.card.crop_rule)
             for frame, frame_faces in zip(frames_bgr, faces)
             for face in frame_faces
         ]
@@ -69,7 +69,7 @@ class FrameScorer:
         probabilities = self.runtime.predict(self.card.normalise(crops_rgb))
         if not np.all(np.isfinite(probabilities)):
             raise ModelError(f"model {self.card.name} returned non-finite probabilities")
-        return np.clip(probabilities, 0.0, 1.0)
+        return self.card.calibrate(np.clip(probabilities, 0.0, 1.0))
 
     def score_frames(
         self, frames_bgr: Sequence[np.ndarray], faces: Sequence[Sequence[FaceBox]] | None = None

@@ -12,6 +12,8 @@ A card is ``models/<name>.toml`` beside the weights. Example::
     std_rgb = [0.229, 0.224, 0.225]
     face_detector = "yunet"
     face_margin = 0.25                  # box grown by this fraction of its side on every edge
+    crop_rule = "square"                # optional: "square" (default) or "box" (detector.face_crop)
+    temperature = 1.0                   # optional: probability = sigmoid(logit(raw) / temperature)
     threshold = 0.5                     # fake probability at or above which a verdict is FAKE
     trained = true                      # false only for throw-away test models
     activation = "swish"                # builder options (optional)
@@ -27,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from detector.errors import ModelError
+from detector.face_crop import CROP_RULES
 
 ARCHITECTURES = ("efficientnet_b0",)
 FACE_DETECTORS = ("haar", "yunet")
@@ -50,6 +53,8 @@ class ModelCard:
     tflite_path: Path | None = None
     activation: str = "swish"
     use_se: bool = True
+    crop_rule: str = "square"
+    temperature: float = 1.0
     extra: dict = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -72,6 +77,15 @@ class ModelCard:
             raise ModelError(
                 f"model card {self.name}: face_margin must be in [0, 1], got {self.face_margin}"
             )
+        if self.crop_rule not in CROP_RULES:
+            raise ModelError(
+                f"model card {self.name}: crop_rule must be one of {CROP_RULES}, "
+                f"got {self.crop_rule!r}"
+            )
+        if not 0.05 <= self.temperature <= 20.0:
+            raise ModelError(
+                f"model card {self.name}: temperature must be in [0.05, 20], got {self.temperature}"
+            )
         if not 0.0 < self.threshold < 1.0:
             raise ModelError(
                 f"model card {self.name}: threshold must be in (0, 1), got {self.threshold}"
@@ -81,6 +95,10 @@ class ModelCard:
                 f"model card {self.name}: mean_rgb and std_rgb must be three numbers "
                 f"(std > 0), got {self.mean_rgb} and {self.std_rgb}"
             )
+
+    def calibrate(self, probabilities: np.ndarray) -> np.ndarray:
+        """The model's raw sigmoid outputs → calibrated probabilities (temperature scaling)."""
+        return apply_temperature(probabilities, self.temperature)
 
     def normalise(self, crops_rgb: np.ndarray) -> np.ndarray:
         """Turn uint8 RGB crops into model input.
@@ -97,7 +115,17 @@ class ModelCard:
 
 _REQUIRED = ("name", "version", "architecture", "weights", "input_size_px", "mean_rgb",
              "std_rgb", "face_detector", "face_margin", "threshold", "trained")
-_OPTIONAL = ("tflite", "activation", "use_se")
+_OPTIONAL = ("tflite", "activation", "use_se", "crop_rule", "temperature")
+
+
+def apply_temperature(probabilities, temperature: float) -> np.ndarray:
+    """``sigmoid(logit(p) / temperature)``; ``temperature == 1`` returns ``p`` unchanged."""
+    p = np.asarray(probabilities, dtype=np.float32)
+    if temperature == 1.0:
+        return p
+    clipped = np.clip(p.astype(np.float64), 1e-7, 1.0 - 1e-7)
+    logits = np.log(clipped) - np.log1p(-clipped)
+    return (1.0 / (1.0 + np.exp(-logits / temperature))).astype(np.float32)
 
 
 def load_model_card(path: Path) -> ModelCard:
@@ -138,6 +166,8 @@ def load_model_card(path: Path) -> ModelCard:
             tflite_path=(folder / raw["tflite"]).resolve() if raw.get("tflite") else None,
             activation=str(raw.get("activation", "swish")),
             use_se=bool(raw.get("use_se", True)),
+            crop_rule=str(raw.get("crop_rule", "square")),
+            temperature=float(raw.get("temperature", 1.0)),
             extra=extra,
         )
     except (TypeError, ValueError) as exc:

@@ -1,9 +1,12 @@
-"""The face cache: detect and crop faces from training/dev media once, with the serving detector and crop.
+"""The face cache: detect and crop faces from training/dev media once, with the serving detector.
 
 One ``.npz`` per source file under ``<cache_dir>/<settings key>/<relative path>.npz`` holds its
-crops (RGB uint8, square, the card's margin), the frame index of each crop and whether it came from
-the whole-image fallback. A file that is already cached is skipped, so ``prepare`` is idempotent
-and resumable; changing any crop setting changes the key and so starts a fresh cache.
+crops, the frame index of each crop and whether it came from the whole-image fallback. Two
+layouts: ``crop`` (RGB uint8, square, the card's margin: what recipes v1/v2 train on) and
+``context`` (the face with room around it at up to ``context_box_px`` per face side, the detector's
+box and the 468 face-mesh landmarks in its pixels, NaN where the mesh found no face: what recipe
+v3 blends and crops itself). A file that is already cached is skipped, so ``prepare`` is
+idempotent and resumable; changing any setting changes the key and so starts a fresh cache.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import Iterable
 import numpy as np
 
 from detector.errors import SourceError
-from detector.face_crop import crop_face
+from detector.face_crop import box_crop_region, crop_face
 from detector.face_detect import FaceDetector
 from detector.training.faces import FallbackPolicy, faces_with_fallback
 from detector.training.media import (
@@ -32,6 +35,7 @@ from detector.training.media import (
 log = logging.getLogger(__name__)
 
 CACHE_VERSION = 1
+LAYOUTS = ("crop", "context")
 
 
 @dataclass(frozen=True)
@@ -47,8 +51,13 @@ class CacheSettings:
     detect_width_px: int = 640
     min_face_px: int = 32
     fallback: FallbackPolicy = field(default_factory=FallbackPolicy)
+    layout: str = "crop"
+    context_margin: float = 0.35  # context layout: box grown by this × its longer side per edge
+    context_box_px: int = 200  # context layout: faces larger than this are scaled down to it
 
     def __post_init__(self) -> None:
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"expected layout in {LAYOUTS}, got {self.layout!r}")
         if self.crop_px < 32:
             raise ValueError(f"expected crop_px >= 32, got {self.crop_px}")
         if self.frames_per_video < 1 or self.frame_stride < 1:
@@ -59,18 +68,27 @@ class CacheSettings:
 
     def key(self) -> str:
         """Short stable name of these settings, used as the cache sub-folder."""
-        text = json.dumps({"version": CACHE_VERSION, **asdict(self)}, sort_keys=True)
-        return f"m{self.face_margin:g}_s{self.crop_px}_" + hashlib.sha1(text.encode()).hexdigest()[:10]
+        fields = asdict(self)
+        if self.layout == "crop":  # keys of crop caches stay what they were before layouts
+            for name in ("layout", "context_margin", "context_box_px"):
+                fields.pop(name)
+            text = json.dumps({"version": CACHE_VERSION, **fields}, sort_keys=True)
+            return f"m{self.face_margin:g}_s{self.crop_px}_" + hashlib.sha1(text.encode()).hexdigest()[:10]
+        text = json.dumps({"version": CACHE_VERSION, **fields}, sort_keys=True)
+        return f"ctx{self.context_margin:g}_b{self.context_box_px}_" + hashlib.sha1(
+            text.encode()).hexdigest()[:10]
 
 
 @dataclass(frozen=True)
 class CachedFaces:
     """The crops of one source file."""
 
-    crops_rgb: np.ndarray  # (n, s, s, 3) uint8
+    crops_rgb: np.ndarray | list[np.ndarray]  # (n, s, s, 3) uint8; context: n (h, w, 3) arrays
     frame_index: np.ndarray  # (n,) int32
     is_fallback: np.ndarray  # (n,) bool
     frames_sampled: int
+    boxes_xyxy: np.ndarray | None = None  # context: (n, 4) float32 detector box in crop pixels
+    landmarks_xy: np.ndarray | None = None  # context: (n, 468, 2) float32, NaN = no mesh
 
     @property
     def count(self) -> int:
@@ -93,21 +111,57 @@ def cache_file(cache_dir: Path, settings: CacheSettings, relative_path: str) -> 
     return Path(cache_dir) / settings.key() / f"{relative_path}.npz"
 
 
+def context_crop(frame_bgr: np.ndarray, box_xyxy, settings: CacheSettings, landmarks=None):
+    """The face with room around it (clipped to the frame, never padded), scaled down so the
+    box's longer side is at most ``context_box_px``.
+
+    Args:
+        frame_bgr: the frame.
+        box_xyxy: the detector's box in frame pixels.
+        landmarks: ``(468, 2)`` points in frame pixels, or ``None``.
+    Returns:
+        ``(crop_rgb, box_xyxy, landmarks_xy)`` in crop pixels (landmarks NaN when ``None``).
+    """
+    import cv2
+
+    from detector.training.landmarks import LANDMARK_POINTS
+
+    x1, y1, x2, y2 = box_xyxy
+    side = max(x2 - x1, y2 - y1)
+    pad_x, pad_y = settings.context_margin * side / (x2 - x1), settings.context_margin * side / (y2 - y1)
+    gx1, gy1, gx2, gy2 = box_crop_region(box_xyxy, frame_bgr.shape[:2], (pad_x, pad_y, pad_x, pad_y))
+    region = frame_bgr[gy1:gy2, gx1:gx2]
+    scale = min(1.0, settings.context_box_px / side)
+    if scale < 1.0:
+        size = (max(1, int(round(region.shape[1] * scale))), max(1, int(round(region.shape[0] * scale))))
+        region = cv2.resize(region, size, interpolation=cv2.INTER_AREA)
+        scale_x, scale_y = size[0] / (gx2 - gx1), size[1] / (gy2 - gy1)
+    else:
+        scale_x = scale_y = 1.0
+    box = np.asarray([(x1 - gx1) * scale_x, (y1 - gy1) * scale_y,
+                      (x2 - gx1) * scale_x, (y2 - gy1) * scale_y], np.float32)
+    if landmarks is None:
+        points = np.full((LANDMARK_POINTS, 2), np.nan, np.float32)
+    else:
+        points = ((np.asarray(landmarks, np.float32) - [gx1, gy1]) * [scale_x, scale_y]).astype(
+            np.float32)
+    return cv2.cvtColor(region, cv2.COLOR_BGR2RGB), box, points
+
+
 def extract_faces(
-    path: Path, settings: CacheSettings, detector: FaceDetector
+    path: Path, settings: CacheSettings, detector: FaceDetector, landmark_model=None
 ) -> CachedFaces:
     """Detect and crop the faces of one image or video (sampled frames).
 
+    Args:
+        landmark_model: a :class:`detector.training.landmarks.LandmarkModel` for the context
+            layout (``None``: landmarks are NaN).
     Raises:
         SourceError: the file cannot be read.
     """
-    if is_video_path(path):
-        indices = sampled_frame_indices(
-            count_video_frames(path), settings.frame_stride, settings.frames_per_video
-        )
-        frames = read_video_frames(path, indices)
-    else:
-        frames = [(0, read_image_bgr(path))]
+    if settings.layout == "context":
+        return _extract_context(path, settings, detector, landmark_model)
+    frames = _read_frames(path, settings)
     crops, frame_index, fallback = [], [], []
     for index, frame_bgr in frames:
         faces, is_fallback = faces_with_fallback(detector, frame_bgr, settings.fallback)
@@ -124,22 +178,72 @@ def extract_faces(
     )
 
 
+def _read_frames(path: Path, settings: CacheSettings):
+    if is_video_path(path):
+        indices = sampled_frame_indices(
+            count_video_frames(path), settings.frame_stride, settings.frames_per_video
+        )
+        return read_video_frames(path, indices)
+    return [(0, read_image_bgr(path))]
+
+
+MIN_LANDMARK_PRESENCE = 0.5
+
+
+def _extract_context(path: Path, settings: CacheSettings, detector: FaceDetector,
+                     landmark_model) -> CachedFaces:
+    import cv2
+
+    frames = _read_frames(path, settings)
+    crops, boxes, points, frame_index, fallback = [], [], [], [], []
+    for index, frame_bgr in frames:
+        faces, is_fallback = faces_with_fallback(detector, frame_bgr, settings.fallback)
+        frame_rgb = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB) if faces and landmark_model else None
+        for face in faces if settings.all_faces else faces[:1]:
+            found = None
+            if landmark_model is not None:
+                mesh = landmark_model.find(frame_rgb, face.box_xyxy)
+                found = mesh.points_xy if mesh.presence >= MIN_LANDMARK_PRESENCE else None
+            crop, box, mesh_xy = context_crop(frame_bgr, face.box_xyxy, settings, found)
+            crops.append(crop)
+            boxes.append(box)
+            points.append(mesh_xy)
+            frame_index.append(index)
+            fallback.append(is_fallback)
+    from detector.training.landmarks import LANDMARK_POINTS
+
+    return CachedFaces(
+        crops_rgb=crops,
+        frame_index=np.asarray(frame_index, np.int32),
+        is_fallback=np.asarray(fallback, bool),
+        frames_sampled=len(frames),
+        boxes_xyxy=np.asarray(boxes, np.float32).reshape(-1, 4),
+        landmarks_xy=np.asarray(points, np.float32).reshape(-1, LANDMARK_POINTS, 2),
+    )
+
+
 def save_cached(path: Path, faces: CachedFaces) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial.npz")
-    np.savez(partial, crops_rgb=faces.crops_rgb, frame_index=faces.frame_index,
-             is_fallback=faces.is_fallback, frames_sampled=np.int32(faces.frames_sampled))
+    common = dict(frame_index=faces.frame_index, is_fallback=faces.is_fallback,
+                  frames_sampled=np.int32(faces.frames_sampled))
+    if faces.boxes_xyxy is None:
+        np.savez(partial, crops_rgb=faces.crops_rgb, **common)
+    else:  # context crops differ in size: one array each
+        np.savez(partial, boxes_xyxy=faces.boxes_xyxy, landmarks_xy=faces.landmarks_xy,
+                 **{f"context_{i}": crop for i, crop in enumerate(faces.crops_rgb)}, **common)
     partial.replace(path)  # atomic: an interrupted run never leaves a half-written entry
 
 
 def load_cached(path: Path) -> CachedFaces:
     with np.load(path) as data:
-        return CachedFaces(
-            crops_rgb=data["crops_rgb"],
-            frame_index=data["frame_index"],
-            is_fallback=data["is_fallback"],
-            frames_sampled=int(data["frames_sampled"]),
-        )
+        common = dict(frame_index=data["frame_index"], is_fallback=data["is_fallback"],
+                      frames_sampled=int(data["frames_sampled"]))
+        if "boxes_xyxy" not in data:
+            return CachedFaces(crops_rgb=data["crops_rgb"], **common)
+        boxes = data["boxes_xyxy"]
+        return CachedFaces(crops_rgb=[data[f"context_{i}"] for i in range(len(boxes))],
+                           boxes_xyxy=boxes, landmarks_xy=data["landmarks_xy"], **common)
 
 
 def prepare_cache(
@@ -150,6 +254,7 @@ def prepare_cache(
     detector: FaceDetector,
     show_progress: bool = True,
     description: str = "faces",
+    landmark_model=None,
 ) -> PrepareSummary:
     """Fill the cache for ``relative_paths`` (relative to ``data_root``); skip cached files.
 
@@ -170,7 +275,7 @@ def prepare_cache(
         task = progress.add_task(description, total=len(todo))
         for rel in todo:
             try:
-                faces = extract_faces(Path(data_root) / rel, settings, detector)
+                faces = extract_faces(Path(data_root) / rel, settings, detector, landmark_model)
             except SourceError as exc:
                 log.warning("skipping %s: %s", rel, exc)
                 summary.errors.append(f"{rel}: {exc}")
@@ -212,6 +317,9 @@ TRAIN_SETTINGS = CacheSettings(frames_per_video=32, all_faces=False)
 # Dev crops feed model selection and threshold calibration during training: every face of a
 # frame (the pipeline scores the most suspicious face) and fewer frames per video, for speed.
 DEV_SETTINGS = CacheSettings(frames_per_video=8, all_faces=True)
+# Recipe v3 blends on context crops with landmarks and cuts the box itself.
+TRAIN_CONTEXT_SETTINGS = CacheSettings(frames_per_video=32, all_faces=False, layout="context")
+DEV_CONTEXT_SETTINGS = CacheSettings(frames_per_video=8, all_faces=True, layout="context")
 
 
 def read_dev_paths(labels_csv: Path) -> list[str]:
@@ -231,6 +339,8 @@ def prepare_training_data(
     holdout_fraction: float = 0.12,
     include_dev: bool = True,
     show_progress: bool = True,
+    landmark_model=None,
+    layouts: tuple[str, ...] = ("crop",),
 ) -> dict[str, PrepareSummary]:
     """Write the split file if it is missing, then cache the faces of the training and dev media.
 
@@ -239,8 +349,10 @@ def prepare_training_data(
         cache_dir: where the face cache lives (git-ignored, e.g. ``.cache/faces``).
         split_path: the committed split CSV (created from the data when absent).
         detector: the serving face detector.
+        landmark_model: the face mesh, needed by the ``context`` layout.
+        layouts: which caches to fill (``"crop"`` for recipes v1/v2, ``"context"`` for v3).
     Returns:
-        a summary per part (``"train"``, ``"dev"``).
+        a summary per part (``"train"``, ``"dev"``, and ``"train context"``, ``"dev context"``).
     """
     from detector.training.split import build_split, list_training_media, read_split, write_split
 
@@ -253,14 +365,20 @@ def prepare_training_data(
     present = [r.path for r in rows if (Path(data_root) / r.path).is_file()]
     if len(present) < len(rows):
         log.warning("%d files of the split are missing under %s", len(rows) - len(present), data_root)
-    summaries = {
-        "train": prepare_cache(present, data_root, cache_dir, TRAIN_SETTINGS, detector,
-                               show_progress, "train faces"),
-    }
     dev_labels = Path(data_root) / "dev" / "labels.csv"
-    if include_dev and dev_labels.is_file():
-        summaries["dev"] = prepare_cache(read_dev_paths(dev_labels), dev_labels.parent, cache_dir,
-                                         DEV_SETTINGS, detector, show_progress, "dev faces")
+    with_dev = include_dev and dev_labels.is_file()
+    summaries = {}
+    for layout in layouts:
+        train_settings, dev_settings, suffix = (
+            (TRAIN_SETTINGS, DEV_SETTINGS, "") if layout == "crop"
+            else (TRAIN_CONTEXT_SETTINGS, DEV_CONTEXT_SETTINGS, " context"))
+        summaries["train" + suffix] = prepare_cache(
+            present, data_root, cache_dir, train_settings, detector, show_progress,
+            "train faces" + suffix, landmark_model)
+        if with_dev:
+            summaries["dev" + suffix] = prepare_cache(
+                read_dev_paths(dev_labels), dev_labels.parent, cache_dir, dev_settings, detector,
+                show_progress, "dev faces" + suffix, landmark_model)
     return summaries
 
 

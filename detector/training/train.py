@@ -25,16 +25,21 @@ import keras
 import numpy as np
 
 from detector.efficientnet import EfficientNetB0Classifier
+from detector.model_card import apply_temperature
 from detector.scoring import aggregate_video, frame_score
 from detector.self_blend import BLEND_RECIPES, SelfBlendSettings, face_box_in_crop, self_blend
 from detector.training.metrics import bootstrap_auc, roc_auc, select_threshold
+from detector.face_crop import box_crop_region, cut_and_resize
 from detector.training.prepare import (
+    DEV_CONTEXT_SETTINGS,
     DEV_SETTINGS,
+    TRAIN_CONTEXT_SETTINGS,
     TRAIN_SETTINGS,
     CacheSettings,
     cache_file,
     load_cached,
 )
+from detector.training.sbi import SERVING_CROP_MARGIN, make_pair_v3
 from detector.training.split import SplitRow
 
 log = logging.getLogger(__name__)
@@ -42,6 +47,11 @@ log = logging.getLogger(__name__)
 MEAN_RGB = (0.5, 0.5, 0.5)  # EfficientNet-Lite's own input scaling: pixels to [-1, 1]
 STD_RGB = (0.5, 0.5, 0.5)
 INITS = ("lite0", "random")
+# v1/v2 blend square crops inside the face box (detector.self_blend); v3 is the published recipe
+# on context crops with landmarks (detector.training.sbi), cropped with the "box" rule.
+RECIPES = (*BLEND_RECIPES, "v3")
+CONTEXT_RECIPES = ("v3",)
+V3_EVAL_PX = 224  # v3's held-out pairs and dev crops are cut at this size, then resized
 
 
 @dataclass(frozen=True)
@@ -74,12 +84,17 @@ class TrainSettings:
             )
         if self.batch_size < 2 or self.batch_size % 2:
             raise ValueError(f"expected an even batch_size >= 2, got {self.batch_size}")
-        if self.blend_recipe not in BLEND_RECIPES:
+        if self.blend_recipe not in RECIPES:
             raise ValueError(
-                f"expected blend_recipe in {sorted(BLEND_RECIPES)}, got {self.blend_recipe!r}"
+                f"expected blend_recipe in {sorted(RECIPES)}, got {self.blend_recipe!r}"
             )
         if not 0.0 <= self.utkface_share <= 1.0:
             raise ValueError(f"expected 0 <= utkface_share <= 1, got {self.utkface_share}")
+
+    @property
+    def uses_context(self) -> bool:
+        """Whether this run's recipe blends context crops with landmarks (the v3 cache)."""
+        return self.blend_recipe in CONTEXT_RECIPES
 
     @property
     def total_epochs(self) -> int:
@@ -121,9 +136,11 @@ def parse_schedule(text: str) -> tuple[tuple[int, int], ...]:
 class FaceSet:
     """Cached crops of one side of the split, with each crop's group and whether it is UTKFace."""
 
-    crops_rgb: np.ndarray  # (n, s, s, 3) uint8
+    crops_rgb: np.ndarray | list[np.ndarray]  # (n, s, s, 3) uint8; context: n (h, w, 3) arrays
     groups: np.ndarray  # (n,) str
     is_utkface: np.ndarray  # (n,) bool
+    boxes_xyxy: np.ndarray | None = None  # context: (n, 4) detector box in crop pixels
+    landmarks_xy: np.ndarray | None = None  # context: (n, 468, 2)
 
     def __len__(self) -> int:
         return int(len(self.crops_rgb))
@@ -131,7 +148,13 @@ class FaceSet:
 
 def load_face_set(rows: Sequence[SplitRow], side: str, cache_dir: Path,
                   settings: CacheSettings = TRAIN_SETTINGS) -> FaceSet:
-    """Gather the cached crops of ``side``; files missing from the cache are skipped."""
+    """Gather the cached crops of ``side``; files missing from the cache are skipped.
+
+    From a ``context`` cache, faces whose landmarks were not found are left out (recipe v3
+    cannot blend them).
+    """
+    if settings.layout == "context":
+        return _load_context_set(rows, side, cache_dir, settings)
     crops, groups, utk = [], [], []
     missing = 0
     for row in rows:
@@ -155,6 +178,46 @@ def load_face_set(rows: Sequence[SplitRow], side: str, cache_dir: Path,
         np.asarray(groups, dtype=object),
         np.asarray(utk, dtype=bool),
     )
+
+
+def _load_context_set(rows: Sequence[SplitRow], side: str, cache_dir: Path,
+                      settings: CacheSettings) -> FaceSet:
+    crops, boxes, points, groups = [], [], [], []
+    missing = without_landmarks = 0
+    for row in rows:
+        if row.side != side:
+            continue
+        path = cache_file(cache_dir, settings, row.path)
+        if not path.is_file():
+            missing += 1
+            continue
+        faces = load_cached(path)
+        for i in range(faces.count):
+            if not np.isfinite(faces.landmarks_xy[i]).all():
+                without_landmarks += 1
+                continue
+            crops.append(faces.crops_rgb[i])
+            boxes.append(faces.boxes_xyxy[i])
+            points.append(faces.landmarks_xy[i])
+            groups.append(row.group)
+    if missing:
+        log.warning("%d %s files are not in the context cache: run `prepare --landmarks` first",
+                    missing, side)
+    if without_landmarks:
+        log.info("%s: %d faces without landmarks left out", side, without_landmarks)
+    return FaceSet(
+        crops,
+        np.asarray(groups, dtype=object),
+        np.asarray([g.startswith("utkface:") for g in groups], dtype=bool),
+        np.asarray(boxes, np.float32).reshape(-1, 4),
+        np.asarray(points, np.float32).reshape(-1, 468, 2),
+    )
+
+
+def serving_crop(context_rgb: np.ndarray, box_xyxy, size_px: int) -> np.ndarray:
+    """The crop the pipeline makes for a v3 model (``crop_rule = "box"``, 12.5 % per side)."""
+    region = box_crop_region(box_xyxy, context_rgb.shape[:2], (SERVING_CROP_MARGIN,) * 4)
+    return cut_and_resize(context_rgb, region, size_px)
 
 
 def resize_crops(crops_rgb: np.ndarray, size_px: int) -> np.ndarray:
@@ -219,7 +282,7 @@ class SelfBlendBatches(keras.utils.PyDataset):
         self._steps = steps
         self._margin = margin
         self._size = settings.size_at(epoch)
-        self._blend = BLEND_RECIPES[settings.blend_recipe]
+        self._blend = None if settings.uses_context else BLEND_RECIPES[settings.blend_recipe]
         utk = np.flatnonzero(faces.is_utkface)
         other = np.flatnonzero(~faces.is_utkface)
         self._pools = [(pool, share) for pool, share in
@@ -239,8 +302,12 @@ class SelfBlendBatches(keras.utils.PyDataset):
         half = self._settings.batch_size // 2
         images, labels = [], []
         for i in self._pick(rng, half):
-            real, fake = make_pair(self._faces.crops_rgb[i], self._size, self._margin, rng,
-                                   self._blend)
+            if self._blend is None:
+                real, fake = make_pair_v3(self._faces.crops_rgb[i], self._faces.boxes_xyxy[i],
+                                          self._faces.landmarks_xy[i], self._size, rng)
+            else:
+                real, fake = make_pair(self._faces.crops_rgb[i], self._size, self._margin, rng,
+                                       self._blend)
             images.extend([real, fake])
             labels.extend([0.0, 1.0])
         return normalise(np.stack(images)), np.asarray(labels, np.float32)[:, None]
@@ -270,18 +337,25 @@ class HoldoutSet:
 
 
 def build_holdout_set(faces: FaceSet, pairs: int, margin: float, seed: int,
-                      blend: SelfBlendSettings = BLEND_RECIPES["v1"]) -> HoldoutSet:
-    """Up to ``pairs`` held-out crops spread over the set, each with one self-blended copy."""
+                      blend: SelfBlendSettings | None = BLEND_RECIPES["v1"]) -> HoldoutSet:
+    """Up to ``pairs`` held-out crops spread over the set, each with one self-blended copy.
+
+    ``blend=None`` makes recipe-v3 pairs from a context set, at :data:`V3_EVAL_PX`.
+    """
+    size = V3_EVAL_PX if blend is None else (
+        faces.crops_rgb.shape[1] if len(faces) else TRAIN_SETTINGS.crop_px)
     if len(faces) == 0:
-        size = faces.crops_rgb.shape[1]
         return HoldoutSet(np.zeros((0, size, size, 3), np.uint8), np.zeros(0, int), np.zeros(0, object))
     picks = np.unique(np.linspace(0, len(faces) - 1, min(pairs, len(faces))).round().astype(int))
     rng = np.random.default_rng(seed)
-    size = faces.crops_rgb.shape[1]
     crops, labels, groups = [], [], []
     for i in picks:
-        real = faces.crops_rgb[i]
-        fake, _ = self_blend(real, face_box_in_crop(size, margin), rng, blend)
+        if blend is None:
+            real, fake = make_pair_v3(faces.crops_rgb[i], faces.boxes_xyxy[i],
+                                      faces.landmarks_xy[i], size, rng)
+        else:
+            real = faces.crops_rgb[i]
+            fake, _ = self_blend(real, face_box_in_crop(size, margin), rng, blend)
         crops.extend([real, fake])
         labels.extend([0, 1])
         groups.extend([faces.groups[i]] * 2)
@@ -300,7 +374,10 @@ class DevItem:
 
 def load_dev_items(labels_csv: Path, cache_dir: Path,
                    settings: CacheSettings = DEV_SETTINGS) -> list[DevItem]:
-    """Dev rows with their cached crops (rows missing from the cache are skipped)."""
+    """Dev rows with their cached crops (rows missing from the cache are skipped).
+
+    From a ``context`` cache the crops are cut as the pipeline cuts them for a v3 model.
+    """
     items = []
     with Path(labels_csv).open(newline="", encoding="utf-8") as file:
         for row in csv.DictReader(file):
@@ -311,19 +388,34 @@ def load_dev_items(labels_csv: Path, cache_dir: Path,
             if not path.is_file():
                 continue
             faces = load_cached(path)
+            crops = faces.crops_rgb
+            if settings.layout == "context":
+                crops = np.stack([serving_crop(c, b, V3_EVAL_PX)
+                                  for c, b in zip(faces.crops_rgb, faces.boxes_xyxy)]) \
+                    if faces.count else np.zeros((0, V3_EVAL_PX, V3_EVAL_PX, 3), np.uint8)
             items.append(DevItem(row["path"], int(label == "FAKE"), row.get("group") or row["path"],
-                                 row.get("dataset") or "", faces.crops_rgb, faces.frame_index))
+                                 row.get("dataset") or "", crops, faces.frame_index))
     return items
 
 
-def score_dev_items(model, items: Sequence[DevItem], size_px: int) -> list[float | None]:
-    """Item scores as the pipeline computes them: max over a frame's faces, mean over frames."""
-    if not items:
-        return []
+def _face_probabilities(model, items: Sequence[DevItem], size_px: int) -> np.ndarray:
     counts = [len(item.crops_rgb) for item in items]
     all_crops = np.concatenate([resize_crops(item.crops_rgb, size_px) for item in items if len(item.crops_rgb)]) \
         if any(counts) else np.zeros((0, size_px, size_px, 3), np.uint8)
-    probabilities = predict(model, all_crops)
+    return predict(model, all_crops)
+
+
+def score_dev_items(model, items: Sequence[DevItem], size_px: int,
+                    temperature: float = 1.0) -> list[float | None]:
+    """Item scores as the pipeline computes them: max over a frame's faces, mean over frames."""
+    if not items:
+        return []
+    return _item_scores(items, apply_temperature(_face_probabilities(model, items, size_px),
+                                                 temperature))
+
+
+def _item_scores(items: Sequence[DevItem], probabilities: np.ndarray) -> list[float | None]:
+    counts = [len(item.crops_rgb) for item in items]
     scores: list[float | None] = []
     cursor = 0
     for item, count in zip(items, counts):
@@ -433,13 +525,16 @@ def train_model(
     if state.epochs_done >= settings.total_epochs:
         return state
 
-    train = load_face_set(rows, "train", cache_dir)
-    holdout_faces = load_face_set(rows, "holdout", cache_dir)
+    train_cache, dev_cache = ((TRAIN_CONTEXT_SETTINGS, DEV_CONTEXT_SETTINGS) if settings.uses_context
+                              else (TRAIN_SETTINGS, DEV_SETTINGS))
+    train = load_face_set(rows, "train", cache_dir, train_cache)
+    holdout_faces = load_face_set(rows, "holdout", cache_dir, train_cache)
     if len(train) == 0:
-        raise ValueError(f"no cached training faces in {cache_dir}: run `prepare` first")
+        hint = "prepare --landmarks" if settings.uses_context else "prepare"
+        raise ValueError(f"no cached training faces in {cache_dir}: run `{hint}` first")
     holdout = build_holdout_set(holdout_faces, settings.holdout_pairs, face_margin, seed=1234,
-                                blend=BLEND_RECIPES[settings.blend_recipe])
-    dev_items = load_dev_items(dev_labels, cache_dir) if dev_labels else []
+                                blend=BLEND_RECIPES.get(settings.blend_recipe))
+    dev_items = load_dev_items(dev_labels, cache_dir, dev_cache) if dev_labels else []
     log.info("train crops %d (UTKFace %d), holdout pairs %d, dev items %d", len(train),
              int(train.is_utkface.sum()), len(holdout.labels) // 2, len(dev_items))
 
@@ -517,14 +612,40 @@ def choose_epoch(state: RunState, final_size_only: bool = True) -> dict:
     return max(candidates, key=lambda h: (h["dev_item_auc"], h["epoch"]))
 
 
-def calibrate_on_dev(model, dev_labels: Path, cache_dir: Path, size_px: int) -> dict:
-    """Threshold that maximises balanced accuracy on dev item scores (from the dev cache)."""
-    items = load_dev_items(dev_labels, cache_dir)
+def calibrate_on_dev(model, dev_labels: Path, cache_dir: Path, size_px: int,
+                     settings: CacheSettings = DEV_SETTINGS, fit_temperature: bool = False) -> dict:
+    """Calibrate on dev item scores (from the dev cache): optionally a temperature (the one
+    that minimises the log loss of item scores), then the threshold that maximises balanced
+    accuracy on the calibrated scores."""
+    items = load_dev_items(dev_labels, cache_dir, settings)
+    temperature = 1.0
     scores = score_dev_items(model, items, size_px)
+    if fit_temperature:
+        temperature = fit_item_temperature(model, items, size_px)
+        scores = score_dev_items(model, items, size_px, temperature)
     pairs = [(item.label, s) for item, s in zip(items, scores) if s is not None]
     labels, values = zip(*pairs) if pairs else ((), ())
     threshold = select_threshold(labels, values)
-    return {"threshold": threshold, "items": len(pairs), "dev_item_auc_cache": roc_auc(labels, values)}
+    return {"threshold": threshold, "temperature": temperature, "items": len(pairs),
+            "dev_item_auc_cache": roc_auc(labels, values)}
+
+
+def fit_item_temperature(model, items: Sequence[DevItem], size_px: int) -> float:
+    """The temperature in [0.2, 10] whose item scores have the smallest log loss on ``items``."""
+    labels = np.asarray([item.label for item in items], np.float64)
+    best, best_loss = 1.0, np.inf
+    raw = _face_probabilities(model, items, size_px)
+    for temperature in np.geomspace(0.2, 10.0, 61):
+        scores = _item_scores(items, apply_temperature(raw, float(temperature)))
+        keep = np.asarray([s is not None for s in scores])
+        if not keep.any():
+            return 1.0
+        s = np.clip(np.asarray([v for v in scores if v is not None], np.float64), 1e-6, 1 - 1e-6)
+        y = labels[keep]
+        loss = float(-np.mean(y * np.log(s) + (1 - y) * np.log(1 - s)))
+        if loss < best_loss - 1e-12:
+            best, best_loss = float(temperature), loss
+    return round(best, 4)
 
 
 def _jsonable(settings: TrainSettings) -> dict:
@@ -533,7 +654,8 @@ def _jsonable(settings: TrainSettings) -> dict:
 
 def write_card_toml(path: Path, *, name: str, version: str, weights: str, tflite: str | None,
                     input_size_px: int, face_margin: float, threshold: float,
-                    activation: str, use_se: bool, initialisation: str) -> None:
+                    activation: str, use_se: bool, initialisation: str,
+                    crop_rule: str = "square", temperature: float = 1.0) -> None:
     """Write ``models/<name>.toml`` (see :mod:`detector.model_card` for the keys)."""
     lines = [
         f'name = "{name}"',
@@ -546,6 +668,8 @@ def write_card_toml(path: Path, *, name: str, version: str, weights: str, tflite
         f"std_rgb = [{', '.join(f'{v:g}' for v in STD_RGB)}]",
         'face_detector = "yunet"',
         f"face_margin = {face_margin:g}",
+        *([f'crop_rule = "{crop_rule}"'] if crop_rule != "square" else []),
+        *([f"temperature = {temperature:g}"] if temperature != 1.0 else []),
         f"threshold = {threshold:.4f}",
         "trained = true",
         f'activation = "{activation}"',
@@ -579,8 +703,15 @@ def publish_model(
     size = chosen["input_size_px"]
     model = EfficientNetB0Classifier(size, activation=settings.activation, use_se=settings.use_se)
     model.load_weights(str(Path(run_dir) / f"epoch_{chosen['epoch']}.weights.h5"))
-    calibration = (calibrate_on_dev(model, dev_labels, cache_dir, size)
-                   if dev_labels else {"threshold": 0.5, "items": 0, "dev_item_auc_cache": None})
+    dev_cache = DEV_CONTEXT_SETTINGS if settings.uses_context else DEV_SETTINGS
+    calibration = (calibrate_on_dev(model, dev_labels, cache_dir, size, dev_cache,
+                                    fit_temperature=settings.uses_context)
+                   if dev_labels else {"threshold": 0.5, "temperature": 1.0, "items": 0,
+                                       "dev_item_auc_cache": None})
+    if settings.uses_context:  # v3 is cropped like the published recipe's test crops
+        face_margin, crop_rule = SERVING_CROP_MARGIN, "box"
+    else:
+        crop_rule = "square"
     models_dir = Path(models_dir)
     models_dir.mkdir(parents=True, exist_ok=True)
     weights_name = f"{name}.weights.h5"
@@ -595,7 +726,8 @@ def publish_model(
     write_card_toml(card_path, name=name, version=version, weights=weights_name, tflite=tflite_name,
                     input_size_px=size, face_margin=face_margin,
                     threshold=calibration["threshold"], activation=settings.activation,
-                    use_se=settings.use_se, initialisation=settings.init)
+                    use_se=settings.use_se, initialisation=settings.init, crop_rule=crop_rule,
+                    temperature=calibration["temperature"])
     summary = {"settings": state.settings, "chosen_epoch": chosen["epoch"],
                "calibration": calibration, "history": state.history}
     (models_dir / f"{name}.train_metrics.json").write_text(json.dumps(summary, indent=2) + "\n")

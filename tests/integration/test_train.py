@@ -11,7 +11,13 @@ import pytest
 
 from detector.model_card import load_model_card
 from detector.self_blend import BLEND_RECIPES
-from detector.training.prepare import TRAIN_SETTINGS, CachedFaces, cache_file, save_cached
+from detector.training.prepare import (
+    TRAIN_CONTEXT_SETTINGS,
+    TRAIN_SETTINGS,
+    CachedFaces,
+    cache_file,
+    save_cached,
+)
 from detector.training.split import SplitRow
 from detector.training.train import (
     RunState,
@@ -148,3 +154,92 @@ def test_learning_rate_follows_a_cosine_from_max_to_min():
     assert rates[0] == pytest.approx(1e-3) and rates[-1] == pytest.approx(1e-5)
     assert all(a > b for a, b in zip(rates, rates[1:]))
     assert [settings.size_at(e) for e in range(5)] == [32] * 5
+
+
+# --- recipe v3: context crops with landmarks ---------------------------------------------------
+@pytest.fixture()
+def tiny_context_cache(tmp_path: Path) -> tuple[list[SplitRow], Path]:
+    """Context-layout entries (crop, box, 468 landmarks) of synthetic faces, one without a mesh."""
+    from tests.unit.test_sbi import synthetic_mesh
+
+    cache = tmp_path / "cache"
+    rows = []
+    for n, side in enumerate(("train", "train", "train", "holdout")):
+        path = f"train/real/synthetic/person{n}.png"
+        rows.append(SplitRow(path, f"synthetic:person{n}", side))
+        crops = [_crops(1, n)[0] for _ in range(3)]
+        mesh = synthetic_mesh(cx=SIZE / 2, cy=SIZE / 2, rx=SIZE / 5, ry=SIZE / 4)
+        points = np.stack([mesh, mesh, np.full_like(mesh, np.nan)])
+        boxes = np.tile(np.asarray([[SIZE * 0.3, SIZE * 0.25, SIZE * 0.7, SIZE * 0.75]], np.float32),
+                        (3, 1))
+        save_cached(cache_file(cache, TRAIN_CONTEXT_SETTINGS, path),
+                    CachedFaces(crops, np.zeros(3, np.int32), np.zeros(3, bool), 1, boxes, points))
+    return rows, cache
+
+
+def test_a_v3_run_trains_on_context_crops_and_publishes_a_box_crop_card(tiny_context_cache, tmp_path):
+    rows, cache = tiny_context_cache
+    run = tmp_path / "run"
+    state = train_model(rows, cache, run, _settings(blend_recipe="v3"), dev_labels=None, workers=1)
+    assert state.epochs_done == 2 and state.settings["blend_recipe"] == "v3"
+    assert 0.0 <= state.history[-1]["holdout_auc"]["value"] <= 1.0
+    card = load_model_card(publish_model(state, run, tmp_path / "models", "tiny3", dev_labels=None,
+                                         cache_dir=cache))
+    assert card.crop_rule == "box" and card.face_margin == pytest.approx(0.125)
+
+
+def test_a_v3_run_without_a_context_cache_says_to_prepare_landmarks(tiny_cache, tmp_path):
+    rows, cache = tiny_cache  # a crop-layout cache only
+    with pytest.raises(ValueError, match="prepare --landmarks"):
+        train_model(rows, cache, tmp_path / "run", _settings(blend_recipe="v3"), dev_labels=None)
+
+
+def test_a_killed_training_process_resumes_from_its_last_checkpoint(tiny_context_cache, tmp_path):
+    """SIGKILL in the middle of epoch 2 (no clean shutdown), then a new process finishes."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    rows, cache = tiny_context_cache
+    run = tmp_path / "run"
+    script = tmp_path / "train_once.py"
+    script.write_text(
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from detector.training.split import SplitRow\n"
+        "from detector.training.train import TrainSettings, train_model\n"
+        f"rows = {[(r.path, r.group, r.side) for r in rows]!r}\n"
+        "rows = [SplitRow(*r) for r in rows]\n"
+        "settings = TrainSettings(schedule=((32, 2), (64, 1)), images_per_epoch=4, batch_size=2,\n"
+        "    holdout_pairs=3, init='random', utkface_share=0.0, dropout_rate=0.0,\n"
+        "    drop_connect_rate=0.0, blend_recipe='v3')\n"
+        "if sys.argv[1] == 'slow':  # slow epoch 2 down so the kill lands inside it\n"
+        "    import detector.training.train as t\n"
+        "    make = t.make_pair_v3\n"
+        "    def slow(*a, **k):\n"
+        "        if Path(sys.argv[3]).joinpath('epoch_1.weights.h5').exists():\n"
+        "            time.sleep(30)\n"
+        "        return make(*a, **k)\n"
+        "    t.make_pair_v3 = slow\n"
+        f"train_model(rows, Path({str(cache)!r}), Path(sys.argv[3]), settings, None, workers=1)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    first = subprocess.Popen([sys.executable, str(script), "slow", "x", str(run)], env=env)
+    deadline = time.monotonic() + 240
+    while not (run / "state.json").is_file() and time.monotonic() < deadline:
+        assert first.poll() is None, "training exited before its first checkpoint"
+        time.sleep(0.5)
+    time.sleep(2)
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=30)
+    saved = json.loads((run / "state.json").read_text())
+    assert saved["epochs_done"] == 1 and not (run / "epoch_2.weights.h5").exists()
+
+    second = subprocess.run([sys.executable, str(script), "fast", "x", str(run)], env=env,
+                            timeout=400)
+    assert second.returncode == 0
+    final = json.loads((run / "state.json").read_text())
+    assert final["epochs_done"] == 3 and final["history"][0] == saved["history"][0]
+    assert [h["input_size_px"] for h in final["history"]] == [32, 32, 64]
