@@ -139,6 +139,30 @@ def cmd_detach(args: argparse.Namespace) -> int:
     return _print_reply(reply)
 
 
+def cmd_forget(args: argparse.Namespace) -> int:
+    from app.forget import forget_streams
+    from detector.embedded_redis import connect
+    from detector.redis_keys import RedisKeys
+
+    config = _load(args)
+    client = connect(config.redis.client_url(), config.redis.socket_timeout_s)
+    for stream_id in forget_streams(client, RedisKeys(config.redis.prefix), args.stream_ids):
+        print(f"forgot {stream_id}")
+    return 0
+
+
+def cmd_clear(args: argparse.Namespace) -> int:
+    from app.forget import clear_streams
+    from detector.embedded_redis import connect
+    from detector.redis_keys import RedisKeys
+
+    config = _load(args)
+    client = connect(config.redis.client_url(), config.redis.socket_timeout_s)
+    cleared = clear_streams(client, RedisKeys(config.redis.prefix))
+    print(f"forgot {len(cleared)} ended stream(s)" + (f": {', '.join(cleared)}" if cleared else ""))
+    return 0
+
+
 def cmd_streams(args: argparse.Namespace) -> int:
     from consumers.watch import run_watch
 
@@ -259,6 +283,24 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     _common(p)
     p.set_defaults(func=cmd_streams)
+
+    p = sub.add_parser("forget", help="remove ended streams and their history from the list",
+                       description="Remove streams from the stream list and delete their score "
+                                   "history, latest score and thumbnail in Redis. A stream a "
+                                   "running service still reads is refused (detach it). Ended "
+                                   "streams also leave by themselves after redis.finished_ttl_s.",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _common(p)
+    p.add_argument("stream_ids", nargs="+", metavar="stream_id",
+                   help="the streams' ids, as `streams` lists them")
+    p.set_defaults(func=cmd_forget)
+
+    p = sub.add_parser("clear", help="remove every ended stream and its history from the list",
+                       description="Forget every finished, failed or stopped stream (with no "
+                                   "service running: every stream) and its history in Redis.",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _common(p)
+    p.set_defaults(func=cmd_clear)
 
     p = sub.add_parser("fetch-yunet", help="download the YuNet face detector to faces.yunet_model",
                        description="Download OpenCV's YuNet face detector (the detector the model "

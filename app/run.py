@@ -48,9 +48,10 @@ def run_service(config: Config, exit_when_done: bool = False, extra_urls: list[s
             return f"attached {stream_id} ({source.display_url})"
 
         def detach(stream_id: str) -> str:
-            if not service.remove_stream(stream_id):
+            if not service.detach_stream(stream_id):
                 raise SourceError(f"no stream with id {stream_id!r}")
-            return f"detached {stream_id}"
+            return (f"detached {stream_id}; its history stays in Redis for "
+                    f"{config.redis.finished_ttl_s:.0f} s (redis.finished_ttl_s)")
 
         control = ControlServer(service.sink.client, service.keys, attach, detach).start()
         streams = [(s.id, s.url, s.stride) for s in config.streams]

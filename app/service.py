@@ -97,7 +97,12 @@ class Service:
             self.collector = Collector(
                 self.sink, threshold, self.config.scoring.window,
                 model_id=f"{card.name}@{card.version}", keep_frames=self._keep_frames,
+                finished_ttl_s=self.config.redis.finished_ttl_s,
             )
+            expired = self.sink.forget_expired()
+            if expired:
+                log.info("removed %d ended stream(s) older than redis.finished_ttl_s from the "
+                         "stream list: %s", len(expired), ", ".join(expired))
             self._bind_sockets()
             for index in range(self.config.workers.resolved_count()):
                 self._workers.append(self._spawn_worker(f"w{index}"))
@@ -318,7 +323,17 @@ class Service:
         return state
 
     def remove_stream(self, stream_id: str) -> bool:
+        """Stop reading a stream (it stays listed as ``stopped``). False if it is not read."""
         return self.hub.remove(stream_id)
+
+    def detach_stream(self, stream_id: str) -> bool:
+        """Stop reading a stream and take it off the stream list (its history stays in Redis
+        for ``redis.finished_ttl_s``). False if the stream is unknown."""
+        if self.collector.stream(stream_id) is None:
+            return False
+        self.hub.remove(stream_id)
+        self.collector.forget(stream_id)
+        return True
 
     def wait_ready(self, timeout_s: float = 120.0) -> bool:
         """Wait until at least one worker has loaded its model."""

@@ -11,6 +11,8 @@ from typing import Any
 import redis
 
 from detector.redis_keys import RedisKeys
+from detector.redis_sink import record_expired
+from detector.scoring import PENDING, unscored_verdict
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +27,7 @@ class StreamRow:
     status: str = "?"
     source: str = ""
     rolling_score: float | None = None
-    verdict: str = "NO_FACE"
+    verdict: str = PENDING
     fps: float = 0.0
     frames_scored: int = 0
     frames_dropped: int = 0
@@ -50,7 +52,10 @@ class StreamRow:
         self.frames_scored = record.get("frames_scored", self.frames_scored)
         if record.get("rolling_score") is not None:
             self.rolling_score = record["rolling_score"]
-            self.verdict = record.get("verdict", self.verdict)
+        self.verdict = record.get("verdict") or self.verdict
+        if not self.frames_scored:
+            # Records written before PENDING/FAILED existed said NO_FACE here.
+            self.verdict = unscored_verdict(self.status)
         self.fps = record.get("fps", self.fps) or 0.0
         if record.get("latency_ms") is not None:
             self.latency_ms = record["latency_ms"]
@@ -67,13 +72,23 @@ class StreamTable:
         return self.rows.setdefault(stream_id, StreamRow(stream_id))
 
     def load(self, client: redis.Redis, keys: RedisKeys) -> None:
-        for stream_id, raw in client.hgetall(keys.streams).items():
+        """Rebuild from the stream list: streams no longer listed (detached, forgotten) or
+        past their ``expires_at`` are dropped."""
+        now_s = time.time()
+        listed: dict[str, StreamRow] = {}
+        for key, raw in client.hgetall(keys.streams).items():
+            stream_id = key.decode() if isinstance(key, bytes) else key
             try:
                 record = json.loads(raw)
             except (json.JSONDecodeError, UnicodeDecodeError):
                 log.warning("ignoring a malformed status record for %r", stream_id)
                 continue
-            self.row(stream_id.decode() if isinstance(stream_id, bytes) else stream_id).apply_status(record)
+            if record_expired(record, now_s):
+                continue
+            row = self.rows.get(stream_id) or StreamRow(stream_id)
+            row.apply_status(record)
+            listed[stream_id] = row
+        self.rows = listed
 
     def on_message(self, channel: str, data: bytes, keys: RedisKeys) -> None:
         try:
@@ -84,6 +99,8 @@ class StreamTable:
             return
         if channel == keys.scores_channel:
             self.row(stream_id).apply_score(message)
+        elif message.get("status") == "removed":
+            self.rows.pop(stream_id, None)
         else:
             self.row(stream_id).apply_status(message)
 
@@ -97,7 +114,7 @@ class StreamTable:
             table.add_row("(no streams yet)", "", "", "", "", "", "", "")
         for row in sorted(self.rows.values(), key=lambda r: r.stream_id):
             score = "—" if row.rolling_score is None else f"{row.rolling_score:.3f}"
-            style = {"FAKE": "bold red", "REAL": "green"}.get(row.verdict, "dim")
+            style = {"FAKE": "bold red", "REAL": "green", "FAILED": "red"}.get(row.verdict, "dim")
             latency = "—" if row.latency_ms is None else f"{row.latency_ms:.0f} ms"
             status = row.status if not row.error else f"{row.status} ({row.error})"
             table.add_row(row.stream_id, status, score, f"[{style}]{row.verdict}[/]",

@@ -18,7 +18,7 @@ import zmq
 from detector.errors import WireFormatError
 from detector.redis_keys import SCHEMA_VERSION
 from detector.redis_sink import RedisSink
-from detector.scoring import RollingScore, frame_score, verdict
+from detector.scoring import RollingScore, frame_score, stream_verdict, verdict
 from detector.thumbnail import encode_frame_jpeg
 from detector.wire import FrameMessage, ResultMessage, WorkerStats, decode_worker_output
 
@@ -67,6 +67,8 @@ class StreamState:
     expected_frames: int | None = None
     rolling_score: float | None = None
     last_latency_ms: float | None = None
+    scored_at: float | None = None   # wall-clock time of the latest scored frame
+    ended_at: float | None = None    # wall-clock time it finished, failed or stopped
     frames: list[FrameRecord] = field(default_factory=list)
     seen_indices: set[int] = field(default_factory=set)
     scored_times: collections.deque = field(default_factory=lambda: collections.deque(maxlen=256))
@@ -99,6 +101,7 @@ class Collector:
         model_id: ``name@version`` of the model, put in every message.
         keep_frames: keep every frame's record in memory (replay reports).
         drain_timeout_s: a finished file whose frames stop arriving for this long is failed.
+        finished_ttl_s: an ended stream leaves the stream list this long after it ended.
     """
 
     def __init__(
@@ -109,6 +112,7 @@ class Collector:
         model_id: str,
         keep_frames: bool = False,
         drain_timeout_s: float = 120.0,
+        finished_ttl_s: float = 3600.0,
     ):
         self.sink = sink
         self.threshold = threshold
@@ -116,6 +120,8 @@ class Collector:
         self.model_id = model_id
         self.keep_frames = keep_frames
         self.drain_timeout_s = drain_timeout_s
+        self.finished_ttl_s = finished_ttl_s
+        self._forgotten: set[str] = set()  # detached ids: late results and statuses are dropped
         self.malformed_results = 0
         self.metrics = None  # a detector.metrics.PipelineMetrics, when the service serves them
         self.workers: dict[str, WorkerStats] = {}
@@ -138,6 +144,7 @@ class Collector:
         with self._lock:
             state = StreamState(stream_id, self.window, source=source, kind=kind)
             self._streams[stream_id] = state
+            self._forgotten.discard(stream_id)
             self._frames_to_keep.pop(stream_id, None)
         self.sink.clear_stream(stream_id)
         self._publish_status(state)
@@ -146,6 +153,8 @@ class Collector:
     def on_status(self, stream_id: str, status: str, info: dict[str, Any]) -> None:
         """Producer callback: a status change or end of stream, with counters."""
         with self._lock:
+            if stream_id in self._forgotten:
+                return
             state = self._streams.get(stream_id)
             if state is None:
                 state = StreamState(stream_id, self.window)
@@ -197,8 +206,33 @@ class Collector:
             return True
         return False
 
+    def forget(self, stream_id: str, keep_history_s: float | None = None) -> bool:
+        """Take a stream off the list (detach, or ``finished_ttl_s`` after it ended); results
+        still in flight for it are dropped. Its history expires after ``keep_history_s``
+        (default ``finished_ttl_s``). Returns whether the stream was known."""
+        with self._lock:
+            known = self._streams.pop(stream_id, None) is not None
+            self._frames_to_keep.pop(stream_id, None)
+            self._forgotten.add(stream_id)
+        self.sink.forget_stream(stream_id, self.finished_ttl_s if keep_history_s is None
+                                else keep_history_s)
+        return known
+
+    def expire_finished(self, now_s: float | None = None) -> list[str]:
+        """Forget the streams that ended more than ``finished_ttl_s`` ago; returns their ids."""
+        now_s = time.time() if now_s is None else now_s
+        with self._lock:
+            expired = [s.stream_id for s in self._streams.values()
+                       if s.ended_at is not None and now_s - s.ended_at >= self.finished_ttl_s]
+        for stream_id in expired:
+            log.info("stream %s ended %.0f s ago; removed from the stream list", stream_id,
+                     self.finished_ttl_s)
+            self.forget(stream_id, keep_history_s=0)
+        return expired
+
     def _finish(self, state: StreamState, status: str) -> None:
         state.status = status
+        state.ended_at = time.time()
         self._publish_status(state)
         state.done.set()
         if status == "failed":
@@ -222,14 +256,20 @@ class Collector:
             "frames_with_faces": state.frames_with_faces,
             "reconnects": state.counters.get("reconnects", 0),
             "rolling_score": state.rolling_score,
-            "verdict": verdict(state.rolling_score, self.threshold),
+            "verdict": stream_verdict(state.rolling_score, state.frames_scored, state.status,
+                                      self.threshold),
             "fps": round(state.fps(now), 2),
             "latency_ms": state.last_latency_ms,
+            "scored_at": state.scored_at,
         }
+        if state.ended_at is not None:
+            record["ended_at"] = state.ended_at
+            record["expires_at"] = state.ended_at + self.finished_ttl_s
         if state.kind == "file":
             score = state.video_score()
-            record["video_score"] = score
-            record["label"] = verdict(score, self.threshold)
+            record["video_score"] = None if score is None else round(score, 6)
+            record["label"] = stream_verdict(score, state.frames_scored, state.status,
+                                             self.threshold)
         return record
 
     def _publish_status(self, state: StreamState) -> None:
@@ -253,6 +293,8 @@ class Collector:
         """Score one frame result and publish it; returns the published message."""
         now_s = time.time()
         with self._lock:
+            if result.stream_id in self._forgotten:
+                return None
             state = self._streams.get(result.stream_id)
             if state is None:
                 state = StreamState(result.stream_id, self.window)
@@ -275,6 +317,7 @@ class Collector:
             state.scored_times.append(state.last_result_s)
             latency_ms = (now_s - result.capture_time_s) * 1000.0
             state.last_latency_ms = round(latency_ms, 1)
+            state.scored_at = now_s
             faces_json = [face.to_json() for face in result.faces]
             if self.keep_frames:
                 state.frames.append(
@@ -365,3 +408,4 @@ class Collector:
                 last_refresh = now
                 self.check_timeouts()
                 self.publish_counters()
+                self.expire_finished()

@@ -36,6 +36,9 @@ class RedisConfig:
     embedded_port: int = field(default=6390, metadata=_rule(ge=0, le=65535))
     prefix: str = "deepfake"
     history_maxlen: int = field(default=10_000, metadata=_rule(ge=1))
+    # A finished, failed, stopped or detached stream leaves the stream list this long after it
+    # ended; its history, latest score and thumbnail expire then too.
+    finished_ttl_s: float = field(default=3600.0, metadata=_rule(ge=0))
     socket_timeout_s: float = field(default=5.0, metadata=_rule(gt=0))
 
 

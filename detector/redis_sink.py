@@ -121,12 +121,61 @@ class RedisSink:
         payload = json.dumps({"pid": os.getpid(), "updated_at": time.time(), **info})
         return self._run("heartbeat", lambda: self.client.set(self.keys.service, payload, ex=ttl_s))
 
+    def forget_stream(self, stream_id: str, keep_history_s: float = 0.0) -> bool:
+        """Take a stream off the stream list (HDEL, and a ``{"status": "removed"}`` event for
+        live readers); its history, latest score, thumbnail and kept frame expire after
+        ``keep_history_s`` (0 = deleted now)."""
+        event = json.dumps({"schema_version": SCHEMA_VERSION, "stream_id": stream_id,
+                            "status": "removed"}, separators=(",", ":"))
+        keys = (self.keys.latest(stream_id), self.keys.history(stream_id),
+                self.keys.thumbnail(stream_id), self.keys.frame(stream_id))
+
+        def write() -> None:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.hdel(self.keys.streams, stream_id)
+            for key in keys:
+                if keep_history_s > 0:
+                    pipe.expire(key, max(1, int(keep_history_s)))
+                else:
+                    pipe.delete(key)
+            pipe.publish(self.keys.events_channel, event)
+            pipe.execute()
+
+        return self._run("forget", write)
+
+    def forget_expired(self, now_s: float | None = None) -> list[str]:
+        """Forget every stream whose record's ``expires_at`` has passed (left by an earlier run
+        or replay); returns their ids."""
+        now_s = time.time() if now_s is None else now_s
+        expired: list[str] = []
+
+        def scan() -> None:
+            for key, raw in self.client.hgetall(self.keys.streams).items():
+                if record_expired(raw, now_s):
+                    expired.append(key.decode("utf-8", "replace") if isinstance(key, bytes) else key)
+
+        if not self._run("expire", scan):
+            return []
+        for stream_id in expired:
+            self.forget_stream(stream_id)
+        return expired
+
     def clear_stream(self, stream_id: str) -> bool:
         """Forget a stream's history, latest state, thumbnail and kept frame (a new run of the
         same id)."""
         return self._run("clear", lambda: self.client.delete(
             self.keys.latest(stream_id), self.keys.history(stream_id),
             self.keys.thumbnail(stream_id), self.keys.frame(stream_id)))
+
+
+def record_expired(raw: bytes | str | dict[str, Any], now_s: float) -> bool:
+    """Whether a status record's ``expires_at`` (set once a stream has ended) has passed."""
+    try:
+        record = raw if isinstance(raw, dict) else json.loads(raw)
+        expires_at = record.get("expires_at")
+        return expires_at is not None and float(expires_at) <= now_s
+    except (ValueError, TypeError, AttributeError, UnicodeDecodeError):
+        return False
 
 
 def _num(value: float | None) -> str:

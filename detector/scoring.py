@@ -11,6 +11,9 @@ from typing import Iterable, Sequence
 REAL = "REAL"
 FAKE = "FAKE"
 NO_FACE = "NO_FACE"
+# A stream's verdict before any of its frames was scored: not an answer about the video.
+PENDING = "PENDING"
+FAILED = "FAILED"
 
 
 def frame_score(face_probabilities: Sequence[float]) -> float | None:
@@ -23,6 +26,19 @@ def verdict(score: float | None, threshold: float) -> str:
     if score is None:
         return NO_FACE
     return FAKE if score >= threshold else REAL
+
+
+def unscored_verdict(status: str) -> str:
+    """The verdict of a stream none of whose frames has been scored yet — a reconnecting
+    camera, an unreadable file: ``FAILED`` for a failed stream, else ``PENDING``. Never
+    ``NO_FACE``, which is an answer about frames that were seen."""
+    return FAILED if status == "failed" else PENDING
+
+
+def stream_verdict(score: float | None, frames_scored: int, status: str, threshold: float) -> str:
+    """A stream's verdict: :func:`unscored_verdict` before its first scored frame, then
+    :func:`verdict` of ``score`` (rolling or whole-video)."""
+    return unscored_verdict(status) if frames_scored <= 0 else verdict(score, threshold)
 
 
 def aggregate_video(frame_scores: Iterable[float | None]) -> float | None:

@@ -60,7 +60,8 @@ def register_callbacks(app: dash.Dash, reader: DashboardReader,
         rows = layout.stream_table_rows(streams)
         ids = [s.stream_id for s in streams]
         if selected not in ids:
-            selected = ids[0] if ids else None
+            # Open on the stream with the latest scores, not the first name alphabetically.
+            selected = max(streams, key=lambda s: s.activity_key).stream_id if streams else None
         banner = _status_banner(reader, beat)
         new_signature = json.dumps([banner, rows, selected])
         if signature == new_signature:

@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 
 REFRESH_INTERVAL_MS = 500   # live views poll Redis twice a second at most
 
-VERDICT_COLOURS = {"FAKE": "#d62728", "REAL": "#2ca02c", "NO_FACE": "#7f7f7f"}
+VERDICT_COLOURS = {"FAKE": "#d62728", "REAL": "#2ca02c", "NO_FACE": "#7f7f7f",
+                   "PENDING": "#7f7f7f", "FAILED": "#d62728"}
 STATUS_COLOURS = {"running": "#2ca02c", "finished": "#1f77b4", "failed": "#d62728",
                   "reconnecting": "#ff7f0e", "stalled": "#ff7f0e", "connecting": "#7f7f7f",
                   "draining": "#1f77b4", "stopped": "#7f7f7f"}
@@ -29,7 +30,9 @@ PAGE_STYLE = {"fontFamily": "system-ui, -apple-system, Segoe UI, sans-serif", "m
 SECTION_STYLE = {"border": "1px solid #ddd", "borderRadius": "6px", "padding": "12px 16px",
                  "marginBottom": "16px", "background": "#fff"}
 CELL_STYLE = {"padding": "4px 10px", "borderBottom": "1px solid #eee", "textAlign": "left"}
-NUMBER_STYLE = {**CELL_STYLE, "textAlign": "right", "fontVariantNumeric": "tabular-nums"}
+# Numbers never wrap ("1375⏎ms" in a narrow window); long text columns do.
+NUMBER_STYLE = {**CELL_STYLE, "textAlign": "right", "fontVariantNumeric": "tabular-nums",
+                "whiteSpace": "nowrap"}
 BANNER_OK = {"padding": "6px 12px", "borderRadius": "4px", "background": "#eef7ee",
              "color": "#225522", "marginBottom": "12px"}
 BANNER_DOWN = {"padding": "6px 12px", "borderRadius": "4px", "background": "#fdecea",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -12,6 +13,8 @@ import redis
 from detector.url_mask import mask_url
 from detector.errors import RedisUnavailableError
 from detector.redis_keys import RedisKeys
+from detector.redis_sink import record_expired
+from detector.scoring import NO_FACE, unscored_verdict
 
 log = logging.getLogger(__name__)
 
@@ -30,22 +33,36 @@ class StreamStatus:
     frames_dropped: int
     latency_ms: float | None
     error: str | None
+    scored_at: float | None = None
+    updated_at: float | None = None
+
+    @property
+    def activity_key(self) -> tuple:
+        """Sorts the most recently active stream last: the latest scored frame first, then
+        any scored frame, then the latest status change."""
+        return (self.scored_at or 0.0, self.frames_scored > 0, self.updated_at or 0.0)
 
     @classmethod
     def from_record(cls, stream_id: str, record: Mapping[str, Any]) -> "StreamStatus":
-        """Build from a decoded status record; missing fields get neutral values (never a score)."""
+        """Build from a decoded status record; missing fields get neutral values (never a score).
+        A stream without a scored frame is ``PENDING`` / ``FAILED``, never ``NO_FACE``."""
+        status = str(record.get("status") or "unknown")
+        frames_scored = int(record.get("frames_scored") or 0)
         return cls(
             stream_id=stream_id,
-            status=str(record.get("status") or "unknown"),
+            status=status,
             source=mask_url(str(record.get("source") or "")),
             kind=str(record.get("kind") or ""),
             rolling_score=_float_or_none(record.get("rolling_score")),
-            verdict=str(record.get("verdict") or "NO_FACE"),
+            verdict=(str(record.get("verdict") or NO_FACE) if frames_scored
+                     else unscored_verdict(status)),
             fps=_float_or_none(record.get("fps")) or 0.0,
-            frames_scored=int(record.get("frames_scored") or 0),
+            frames_scored=frames_scored,
             frames_dropped=int(record.get("frames_dropped") or 0),
             latency_ms=_float_or_none(record.get("latency_ms")),
             error=record.get("error") or None,
+            scored_at=_float_or_none(record.get("scored_at")),
+            updated_at=_float_or_none(record.get("updated_at")),
         )
 
 
@@ -106,10 +123,13 @@ class DashboardReader:
         """Every stream in ``<prefix>:streams``, sorted by id; malformed records are skipped."""
         raw = self._call(lambda: self.client.hgetall(self.keys.streams))
         rows = []
+        now_s = time.time()
         for key, value in raw.items():
             stream_id = _text(key)
             try:
                 record = json.loads(value)
+                if record_expired(record, now_s):
+                    continue   # ended longer than redis.finished_ttl_s ago
                 rows.append(StreamStatus.from_record(stream_id, record))
             except (json.JSONDecodeError, UnicodeDecodeError, TypeError, ValueError, AttributeError):
                 log.warning("stream %s: ignoring a malformed status record", stream_id)

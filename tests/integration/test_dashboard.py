@@ -574,3 +574,52 @@ def test_clicking_a_point_of_a_live_stream_explains_its_latest_kept_frame(live_s
         why = click_point_and_read_why(browser, 1)
         assert "lobby frame 20, the live stream's latest kept frame" in why
         assert browser.find_elements("css selector", "#frame-why-tiles img.gradcam")
+
+
+def test_the_page_opens_on_the_most_active_stream_and_never_shows_unscored_streams_as_no_face(
+        tiny_model_dir, redis_server, browser, screenshot_dir):
+    import redis
+
+    from app.dashboard import dashboard_app
+
+    # given a camera that never delivered a frame (first alphabetically), a failed file, an
+    # ended stream past its expiry, and a stream with fresh scores and a four-digit latency
+    prefix = f"active{uuid.uuid4().hex[:8]}"
+    now = time.time()
+    client = redis.Redis.from_url(redis_server.url)
+    client.hset(f"{prefix}:streams", mapping={
+        "aaa-door": json.dumps({"status": "reconnecting", "kind": "live", "frames_scored": 0,
+                                "verdict": "NO_FACE", "updated_at": now}),
+        "bbb-file": json.dumps({"status": "failed", "kind": "file", "frames_scored": 0,
+                                "error": "not a video file", "updated_at": now - 5}),
+        "ccc-old": json.dumps({"status": "finished", "kind": "file", "frames_scored": 9,
+                               "verdict": "REAL", "ended_at": now - 100, "expires_at": now - 1}),
+        "zzz-busy": json.dumps({"status": "running", "kind": "live", "frames_scored": 40,
+                                "rolling_score": 0.2, "verdict": "REAL", "fps": 7.0,
+                                "latency_ms": 1375.0, "scored_at": now - 1, "updated_at": now - 1}),
+    })
+    client.close()
+    config = dashboard_config(tiny_model_dir, prefix)
+    with served(dashboard_app(config, redis_server.url, refresh_interval_ms=300)) as url, \
+            opened(browser, url):
+        browser.set_window_size(800, 900)   # a narrow window: numbers must still not wrap
+        wait_for(browser, lambda d: "zzz-busy" in text_of(d, "#streams-table"), PAGE_TIMEOUT_S,
+                 "the stream rows")
+        rows = {row.find_element("css selector", ".col-stream").text: row
+                for row in browser.find_elements("css selector", "tr.stream-row")}
+        # then the expired stream is not listed, and unscored streams are PENDING / FAILED
+        assert sorted(rows) == ["aaa-door", "bbb-file", "zzz-busy"]
+        assert rows["aaa-door"].find_element("css selector", ".col-verdict").text == "PENDING"
+        assert rows["bbb-file"].find_element("css selector", ".col-verdict").text == "FAILED"
+        # and the latency stays on one line
+        latency = rows["zzz-busy"].find_element("css selector", ".col-latency")
+        assert latency.text == "1375 ms"
+        assert latency.value_of_css_property("white-space") == "nowrap"
+        fps = rows["zzz-busy"].find_element("css selector", ".col-fps")
+        assert latency.size["height"] <= fps.size["height"] + 1
+        # and the page opened on the stream with the latest scores, not the first name
+        selected = wait_for(browser, lambda d: d.find_element(
+            "css selector", "#stream-select input:checked").get_attribute("value"),
+            PAGE_TIMEOUT_S, "a selected stream")
+        assert selected == "zzz-busy"
+        browser.save_screenshot(str(screenshot_dir / "dashboard-pending.png"))

@@ -6,6 +6,7 @@ import io
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -172,3 +173,99 @@ def test_evaluate_refuses_a_report_path_in_a_missing_folder_before_loading_the_m
                  cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr == f"error: --report {tmp_path / 'no' / 'r.json'}: folder {tmp_path / 'no'} does not exist\n"
+
+
+def test_a_stream_without_scored_frames_is_failed_or_pending_never_no_face(
+        tmp_path, tiny_model_dir, redis_server, redis_client):
+    config = write_config(tmp_path, tiny_model_dir)
+    # given a service whose only stream cannot be read
+    result = cli("run", "--config", str(config), "--redis-url", redis_server.url,
+                 "--url", str(tmp_path / "gone.mp4"), "--exit-when-done")
+    assert result.returncode == 1, result.stderr
+    record = json.loads(redis_client.hget("deepfake:streams", "gone"))
+    assert record["status"] == "failed" and record["frames_scored"] == 0
+    assert record["verdict"] == "FAILED" and record["label"] == "FAILED"
+    # and a camera that has not delivered a frame yet, in a record written before PENDING existed
+    redis_client.hset("deepfake:streams", "door", json.dumps(
+        {"status": "reconnecting", "frames_scored": 0, "verdict": "NO_FACE", "kind": "live"}))
+    listed = cli("streams", "--redis-url", redis_server.url)
+    gone_row = next(line for line in listed.stdout.splitlines() if "gone" in line)
+    door_row = next(line for line in listed.stdout.splitlines() if "door" in line)
+    assert "FAILED" in gone_row and "PENDING" in door_row
+    assert "NO_FACE" not in listed.stdout
+
+
+def test_detach_removes_the_stream_keeping_its_history_and_finished_streams_expire(
+        tmp_path, tiny_model_dir, face_video, redis_server, redis_client):
+    from producers.synthetic import write_video
+
+    long_video = write_video(tmp_path / "long.mp4", 1200, 320, 240)
+    config_path = write_config(tmp_path, tiny_model_dir)
+    config_path.write_text(config_path.read_text().replace(
+        "embedded_port = 0\n", "embedded_port = 0\nfinished_ttl_s = 4\n"))
+    common = ("--config", str(config_path), "--redis-url", redis_server.url)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    service = subprocess.Popen([sys.executable, "-m", "app.cli", "run", *common],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        wait_until(lambda: redis_client.exists("deepfake:service"), 60, message="service heartbeat")
+        # given a long file being scored
+        assert cli("attach", str(long_video), *common).returncode == 0
+        wait_until(lambda: redis_client.exists("deepfake:history:long") and
+                   redis_client.xlen("deepfake:history:long") >= 2, 60, message="first scores")
+        # when it is detached
+        detached = cli("detach", "long", *common)
+        assert detached.returncode == 0 and "detached long" in detached.stdout
+        # then it leaves the stream list at once, and its history stays for finished_ttl_s
+        assert redis_client.hget("deepfake:streams", "long") is None
+        assert 0 < redis_client.ttl("deepfake:history:long") <= 4
+        assert "long" not in cli("streams", *common).stdout
+        again = cli("detach", "long", *common)
+        assert again.returncode == 1 and "no stream with id 'long'" in again.stderr
+        wait_until(lambda: not redis_client.exists("deepfake:history:long"), 10,
+                   message="the history to expire")
+        # and a finished file leaves the list finished_ttl_s after it ended
+        assert cli("attach", str(face_video), "--id", "short", *common).returncode == 0
+        wait_until(lambda: (raw := redis_client.hget("deepfake:streams", "short")) and
+                   json.loads(raw)["status"] == "finished", 60, message="short finished")
+        record = json.loads(redis_client.hget("deepfake:streams", "short"))
+        assert record["expires_at"] == pytest.approx(record["ended_at"] + 4)
+        wait_until(lambda: redis_client.hget("deepfake:streams", "short") is None, 15,
+                   message="short to leave the list")
+        assert not redis_client.exists("deepfake:history:short")
+    finally:
+        service.send_signal(signal.SIGINT)
+        output, _ = service.communicate(timeout=60)
+    assert service.returncode == 0, output
+
+
+def test_forget_and_clear_remove_ended_streams_and_refuse_running_ones(redis_server, redis_client):
+    def record(status, **extra):
+        return json.dumps({"status": status, "frames_scored": 3, "verdict": "REAL", **extra})
+
+    redis_client.hset("deepfake:streams", mapping={
+        "old": record("finished"), "broken": record("failed"), "cam": record("running"),
+        "stale": record("finished", expires_at=time.time() - 1)})
+    for stream_id in ("old", "broken", "cam"):
+        redis_client.xadd(f"deepfake:history:{stream_id}", {"frame_index": 0})
+    redis_client.set("deepfake:service", json.dumps({"pid": 1}), ex=60)
+    url = ("--redis-url", redis_server.url)
+    # an expired record is not listed even before anything removes it
+    listed = cli("streams", *url).stdout
+    assert "old" in listed and "stale" not in listed
+    refused = cli("forget", "cam", *url)
+    assert refused.returncode == 2 and "detach cam" in refused.stderr
+    unknown = cli("forget", "nope", *url)
+    assert unknown.returncode == 2 and "no stream with id 'nope'" in unknown.stderr
+    forgot = cli("forget", "old", *url)
+    assert forgot.returncode == 0 and forgot.stdout == "forgot old\n"
+    assert redis_client.hget("deepfake:streams", "old") is None
+    assert not redis_client.exists("deepfake:history:old")
+    # clear with a service running: only what has ended
+    cleared = cli("clear", *url)
+    assert cleared.returncode == 0 and "broken" in cleared.stdout and "stale" in cleared.stdout
+    assert sorted(k.decode() for k in redis_client.hkeys("deepfake:streams")) == ["cam"]
+    # clear with no service: everything (nobody reads "cam" any more)
+    redis_client.delete("deepfake:service")
+    assert cli("clear", *url).stdout == "forgot 1 ended stream(s): cam\n"
+    assert redis_client.hlen("deepfake:streams") == 0

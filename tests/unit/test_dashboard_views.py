@@ -26,7 +26,7 @@ def test_a_history_entry_without_a_frame_index_is_refused(fields):
 def test_status_records_mask_credentials_and_default_missing_fields():
     row = StreamStatus.from_record("cam", {"source": "rtsp://u:p@cam/live", "status": "running"})
     assert row.source == "rtsp://***@cam/live"
-    assert row.rolling_score is None and row.verdict == "NO_FACE" and row.fps == 0.0
+    assert row.rolling_score is None and row.verdict == "PENDING" and row.fps == 0.0
     assert row.latency_ms is None
 
 

@@ -1,6 +1,17 @@
 import pytest
 
-from detector.scoring import FAKE, NO_FACE, REAL, RollingScore, aggregate_video, frame_score, verdict
+from detector.scoring import (
+    FAILED,
+    FAKE,
+    NO_FACE,
+    PENDING,
+    REAL,
+    RollingScore,
+    aggregate_video,
+    frame_score,
+    stream_verdict,
+    verdict,
+)
 
 
 @pytest.mark.parametrize("probabilities,expected", [([], None), ([0.2], 0.2), ([0.1, 0.9, 0.4], 0.9)])
@@ -73,3 +84,17 @@ def test_a_model_returning_nan_is_an_error_not_a_score():
     scorer = FrameScorer(Card(), detector=None, runtime=NanRuntime())
     with pytest.raises(ModelError, match="non-finite"):
         scorer.classify(np.zeros((2, 8, 8, 3), np.uint8))
+
+
+@pytest.mark.parametrize("score,frames_scored,status,expected", [
+    (None, 0, "connecting", PENDING),
+    (None, 0, "reconnecting", PENDING),
+    (None, 0, "failed", FAILED),
+    (None, 0, "finished", PENDING),
+    (None, 5, "running", NO_FACE),     # frames seen, none with a face: an answer
+    (None, 5, "failed", NO_FACE),
+    (0.7, 5, "running", FAKE),
+    (0.2, 1, "stopped", REAL),
+])
+def test_a_stream_without_scored_frames_is_pending_or_failed(score, frames_scored, status, expected):
+    assert stream_verdict(score, frames_scored, status, 0.5) == expected
