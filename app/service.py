@@ -21,6 +21,7 @@ from detector.collector import TERMINAL_STATUSES, Collector, StreamState
 from detector.config import Config
 from detector.embedded_redis import EmbeddedRedis, connect
 from detector.errors import DetectorError, ModelError
+from detector.inflight import InFlightLedger
 from detector.metrics import PipelineMetrics, ServiceCounts, StreamCounts
 from detector.redis_keys import RedisKeys
 from detector.redis_sink import RedisSink
@@ -75,6 +76,7 @@ class Service:
         self.hub: ProducerHub | None = None
         self.sink: RedisSink | None = None
         self.metrics: PipelineMetrics | None = None
+        self.ledger: InFlightLedger | None = None
         self.keys = RedisKeys(config.redis.prefix)
 
     # --- start / stop -------------------------------------------------------------------------
@@ -94,10 +96,12 @@ class Service:
         try:
             client = connect(self.redis_url, self.config.redis.socket_timeout_s)
             self.sink = RedisSink(client, self.keys, self.config.redis.history_maxlen)
+            self.ledger = InFlightLedger()
             self.collector = Collector(
                 self.sink, threshold, self.config.scoring.window,
                 model_id=f"{card.name}@{card.version}", keep_frames=self._keep_frames,
                 finished_ttl_s=self.config.redis.finished_ttl_s,
+                ledger=self.ledger,
             )
             expired = self.sink.forget_expired()
             if expired:
@@ -115,6 +119,9 @@ class Service:
                 live_max_in_flight=self.config.sources.max_in_flight_frames,
                 on_live_thumbnail_sent=(self.collector.keep_frame
                                         if self.config.dashboard.keep_live_frame else None),
+                ledger=self.ledger,
+                resend_after_s=self.config.workers.result_timeout_s,
+                file_max_in_flight=self.config.pool.frames_hwm,
             )
             self.hub.reader_loops[True] = make_live_reader(self.config.sources)
             self._start_metrics()
@@ -296,6 +303,8 @@ class Service:
                     self._give_up("workers cannot start (see the log above); stopping")
                     return
                 self._workers[i] = self._spawn_worker(worker.worker_id, worker.restarts + 1)
+                if self.hub is not None:
+                    self.hub.worker_lost()
             now = time.monotonic()
             if now - last_heartbeat >= HEARTBEAT_INTERVAL_S and self.sink is not None:
                 last_heartbeat = now
@@ -303,6 +312,8 @@ class Service:
                     "workers": self.workers_alive(),
                     "workers_ready": self.workers_ready(),
                     "worker_restarts": sum(w.restarts for w in self._workers),
+                    "results_rejected": self.collector.results_rejected,
+                    "frames_resent": self.ledger.resent,
                     "frames_endpoint": self.endpoints.frames if self.endpoints else None,
                 })
 
@@ -319,7 +330,7 @@ class Service:
         state = self.collector.register(
             source.stream_id, source.display_url, "live" if source.is_live else "file"
         )
-        self.hub.add(source, stride or self.config.sampling.stride)
+        self.hub.add(source, stride or self.config.sampling.stride, nonce=state.nonce)
         return state
 
     def remove_stream(self, stream_id: str) -> bool:

@@ -16,6 +16,8 @@ from typing import Any
 import zmq
 
 from detector.errors import WireFormatError
+from detector.identifiers import shown
+from detector.inflight import InFlightLedger
 from detector.redis_keys import SCHEMA_VERSION
 from detector.redis_sink import RedisSink
 from detector.scoring import RollingScore, frame_score, stream_verdict, verdict
@@ -26,6 +28,8 @@ log = logging.getLogger(__name__)
 
 TERMINAL_STATUSES = ("finished", "failed", "stopped")
 FPS_WINDOW_S = 5.0
+MAX_WORKERS_TRACKED = 256  # stats of more worker ids than this are dropped (bounded memory)
+REJECTED_LOG_EVERY = 1000  # after the first few, one log line per this many dropped results
 
 
 @dataclass
@@ -70,7 +74,7 @@ class StreamState:
     scored_at: float | None = None   # wall-clock time of the latest scored frame
     ended_at: float | None = None    # wall-clock time it finished, failed or stopped
     frames: list[FrameRecord] = field(default_factory=list)
-    seen_indices: set[int] = field(default_factory=set)
+    nonce: str = ""
     scored_times: collections.deque = field(default_factory=lambda: collections.deque(maxlen=256))
     last_result_s: float = field(default_factory=time.monotonic)
     done: threading.Event = field(default_factory=threading.Event)
@@ -102,6 +106,7 @@ class Collector:
         keep_frames: keep every frame's record in memory (replay reports).
         drain_timeout_s: a finished file whose frames stop arriving for this long is failed.
         finished_ttl_s: an ended stream leaves the stream list this long after it ended.
+        ledger: frames sent and not yet answered; only results that answer one are scored.
     """
 
     def __init__(
@@ -113,6 +118,7 @@ class Collector:
         keep_frames: bool = False,
         drain_timeout_s: float = 120.0,
         finished_ttl_s: float = 3600.0,
+        ledger: InFlightLedger | None = None,
     ):
         self.sink = sink
         self.threshold = threshold
@@ -123,6 +129,8 @@ class Collector:
         self.finished_ttl_s = finished_ttl_s
         self._forgotten: set[str] = set()  # detached ids: late results and statuses are dropped
         self.malformed_results = 0
+        self.ledger = ledger or InFlightLedger()
+        self.workers_dropped = 0
         self.metrics = None  # a detector.metrics.PipelineMetrics, when the service serves them
         self.workers: dict[str, WorkerStats] = {}
         self.workers_seen_s: dict[str, float] = {}
@@ -142,7 +150,8 @@ class Collector:
     def register(self, stream_id: str, source: str, kind: str) -> StreamState:
         """Start (or restart) tracking a stream; clears its previous Redis state."""
         with self._lock:
-            state = StreamState(stream_id, self.window, source=source, kind=kind)
+            state = StreamState(stream_id, self.window, source=source, kind=kind,
+                                nonce=self.ledger.open_stream(stream_id))
             self._streams[stream_id] = state
             self._forgotten.discard(stream_id)
             self._frames_to_keep.pop(stream_id, None)
@@ -214,6 +223,7 @@ class Collector:
             known = self._streams.pop(stream_id, None) is not None
             self._frames_to_keep.pop(stream_id, None)
             self._forgotten.add(stream_id)
+        self.ledger.close_stream(stream_id)
         self.sink.forget_stream(stream_id, self.finished_ttl_s if keep_history_s is None
                                 else keep_history_s)
         return known
@@ -233,6 +243,8 @@ class Collector:
     def _finish(self, state: StreamState, status: str) -> None:
         state.status = status
         state.ended_at = time.time()
+        if status != "stopped":  # a detached stream's frames in flight are still scored
+            self.ledger.close_stream(state.stream_id)
         self._publish_status(state)
         state.done.set()
         if status == "failed":
@@ -284,10 +296,25 @@ class Collector:
             log.warning("dropped a malformed result message: %s", exc)
             return
         if isinstance(message, WorkerStats):
+            if message.worker_id not in self.workers and len(self.workers) >= MAX_WORKERS_TRACKED:
+                self.workers_dropped += 1
+                return
             self.workers[message.worker_id] = message
             self.workers_seen_s[message.worker_id] = time.monotonic()
             return
         self.handle_result(message)
+
+    @property
+    def results_rejected(self) -> int:
+        """Results that answered no frame in flight (forged, duplicate or late), dropped."""
+        return self.ledger.rejected
+
+    def _log_rejected(self, result: ResultMessage) -> None:
+        count = self.ledger.rejected
+        if count <= 5 or count % REJECTED_LOG_EVERY == 0:
+            log.warning("dropped a result for stream %s frame %d from worker %s: no such frame "
+                        "is in flight (forged, a duplicate or late); %d dropped so far",
+                        shown(result.stream_id), result.frame_index, shown(result.worker_id), count)
 
     def handle_result(self, result: ResultMessage) -> dict[str, Any] | None:
         """Score one frame result and publish it; returns the published message."""
@@ -296,15 +323,10 @@ class Collector:
             if result.stream_id in self._forgotten:
                 return None
             state = self._streams.get(result.stream_id)
-            if state is None:
-                state = StreamState(result.stream_id, self.window)
-                self._streams[result.stream_id] = state
-            if state.kind == "file":
-                if result.frame_index in state.seen_indices:
-                    log.warning("stream %s: frame %d scored twice; ignoring the second",
-                                result.stream_id, result.frame_index)
-                    return None
-                state.seen_indices.add(result.frame_index)
+            is_answer = self.ledger.answer(result.stream_id, result.frame_index, result.nonce)
+            if not is_answer or state is None:
+                self._log_rejected(result)
+                return None
             probabilities = [face.fake_probability for face in result.faces]
             score = None if result.error else frame_score(probabilities)
             state.rolling_score = state.rolling.add(result.frame_index, score)

@@ -62,13 +62,16 @@ class SamplingConfig:
 
 @dataclass(frozen=True)
 class WorkersConfig:
-    """``count = 0`` means one worker per CPU core; ``threads = 0`` splits the cores evenly."""
+    """``count = 0`` means one worker per CPU core; ``threads = 0`` splits the cores evenly.
+    ``result_timeout_s``: a file frame whose result has not come back this long after it was
+    sent is sent again (a hung worker); a dead worker's frames are sent again at once."""
 
     count: int = field(default=0, metadata=_rule(ge=0))
     max_batch: int = field(default=16, metadata=_rule(ge=1, le=512))
     max_wait_ms: float = field(default=30.0, metadata=_rule(ge=0))
     threads: int = field(default=0, metadata=_rule(ge=0))
     runtime: str = field(default="auto", metadata=_rule(choices=("auto", "keras", "litert")))
+    result_timeout_s: float = field(default=30.0, metadata=_rule(gt=0))
 
     def resolved_count(self) -> int:
         return self.count or max(1, os.cpu_count() or 1)

@@ -20,6 +20,7 @@ SCHEMA_VERSION = 1
 MAX_SIDE_PX = 8192
 MAX_HEADER_BYTES = 64 * 1024
 MAX_THUMBNAIL_BYTES = 2 * 1024 * 1024
+MAX_NONCE_CHARS = 64
 _FRAME_KIND = "frame"
 _RESULT_KIND = "result"
 _STATS_KIND = "worker_stats"
@@ -79,6 +80,13 @@ def _stream_id(header: dict) -> str:
     return stream_id
 
 
+def _nonce(header: dict) -> str:
+    nonce = _field(header, "nonce", str, optional=True) or ""
+    if len(nonce) > MAX_NONCE_CHARS:
+        raise WireFormatError(f"expected a nonce of at most {MAX_NONCE_CHARS} characters, got {len(nonce)}")
+    return nonce
+
+
 def peek_stream_id(parts: Sequence[bytes]) -> str | None:
     """Best-effort stream id of a message that failed to decode, for the log line."""
     try:
@@ -100,6 +108,8 @@ class FrameMessage:
         capture_time_s: Unix time the producer read the frame (latency origin).
         image_bgr: ``(height, width, 3)`` uint8 BGR pixels.
         want_thumbnail: ask the worker to send back a small annotated JPEG.
+        nonce: the stream run's nonce; the worker echoes it in the result, and the collector
+            accepts only results that carry it (detector/inflight.py).
     """
 
     stream_id: str
@@ -108,6 +118,7 @@ class FrameMessage:
     capture_time_s: float
     image_bgr: np.ndarray = field(repr=False)
     want_thumbnail: bool = False
+    nonce: str = ""
 
     def __post_init__(self) -> None:
         shape = self.image_bgr.shape
@@ -127,6 +138,7 @@ class FrameMessage:
             "shape": list(self.image_bgr.shape),
             "dtype": "uint8",
             "want_thumbnail": self.want_thumbnail,
+            "nonce": self.nonce,
         }
         pixels = np.ascontiguousarray(self.image_bgr)
         return [json.dumps(header).encode("utf-8"), pixels.data]
@@ -162,6 +174,7 @@ class FrameMessage:
             capture_time_s=_seconds(header, "capture_time_s", minimum=0.0),
             image_bgr=image,
             want_thumbnail=bool(header.get("want_thumbnail", False)),
+            nonce=_nonce(header),
         )
 
 
@@ -209,6 +222,7 @@ class ResultMessage:
         timings_ms: per-stage times for this frame's batch share: ``queue``, ``detect``,
             ``classify`` (milliseconds).
         thumbnail_jpeg: small annotated JPEG when the frame asked for one.
+        nonce: the frame's nonce, echoed.
     """
 
     stream_id: str
@@ -221,6 +235,7 @@ class ResultMessage:
     timings_ms: dict[str, float]
     error: str | None = None
     thumbnail_jpeg: bytes | None = field(default=None, repr=False)
+    nonce: str = ""
 
     def encode(self) -> list[bytes]:
         header = {
@@ -235,6 +250,7 @@ class ResultMessage:
             "batch_size": self.batch_size,
             "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()},
             "error": self.error,
+            "nonce": self.nonce,
         }
         parts = [json.dumps(header).encode("utf-8")]
         if self.thumbnail_jpeg is not None:
@@ -267,6 +283,7 @@ class ResultMessage:
             timings_ms=timings_ms,
             error=_field(header, "error", str, optional=True),
             thumbnail_jpeg=thumbnail,
+            nonce=_nonce(header),
         )
 
 

@@ -203,6 +203,7 @@ class Worker:
                 timings_ms=timings_ms,
                 error=error,
                 thumbnail_jpeg=thumbnail,
+                nonce=message.nonce,
             )
             self._push.send_multipart(result.encode())
         self.frames_scored += n

@@ -12,6 +12,7 @@ from typing import Callable
 import zmq
 
 from detector.errors import SourceError
+from detector.inflight import InFlightLedger
 from detector.wire import FrameMessage
 from producers.backpressure import DROP_OLDEST, LOSSLESS, FrameBuffer
 from producers.base import Source
@@ -38,6 +39,7 @@ class StreamCounters:
     frames_sampled: int = 0
     frames_dropped: int = 0
     frames_sent: int = 0
+    frames_resent: int = 0
     reconnects: int = 0
 
 
@@ -49,6 +51,7 @@ class StreamHandle:
     counters: StreamCounters = field(default_factory=StreamCounters)
     stop: threading.Event = field(default_factory=threading.Event)
     thread: threading.Thread | None = None
+    nonce: str = ""
     last_thumbnail_s: float = 0.0
     is_done: bool = False
     # live credit (see ProducerHub._has_credit): results seen, frames given up as lost
@@ -78,6 +81,10 @@ class ProducerHub:
         lost_after_s: frames without a result for this long count as lost (a worker died).
         on_live_thumbnail_sent: called with each live frame that asked for a thumbnail, once it
             is handed to ZeroMQ (the service keeps it for the dashboard's "why").
+        ledger: every frame is written into it before it is sent; file frames stay there until
+            their result comes back and are sent again ``resend_after_s`` after each send (a
+            hung worker) or at once after :meth:`worker_lost` (a dead one).
+        file_max_in_flight: file frames of one stream sent and not yet answered.
     """
 
     def __init__(
@@ -91,6 +98,9 @@ class ProducerHub:
         live_max_in_flight: int = 2,
         lost_after_s: float = 5.0,
         on_live_thumbnail_sent: Callable[[FrameMessage], None] | None = None,
+        ledger: InFlightLedger | None = None,
+        resend_after_s: float = 30.0,
+        file_max_in_flight: int = 64,
     ):
         self._socket = socket
         self._on_status = on_status
@@ -101,6 +111,10 @@ class ProducerHub:
         self._live_max_in_flight = live_max_in_flight
         self._lost_after_s = lost_after_s
         self._on_live_thumbnail_sent = on_live_thumbnail_sent
+        self.ledger = ledger or InFlightLedger()
+        self._resend_after_s = resend_after_s
+        self._file_max_in_flight = file_max_in_flight
+        self._last_resend_check_s = 0.0
         self._streams: dict[str, StreamHandle] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -110,8 +124,9 @@ class ProducerHub:
         self.reader_loops: dict[bool, ReaderLoop] = {False: run_file_reader}
 
     # --- public API -------------------------------------------------------------------------
-    def add(self, source: Source, stride: int) -> StreamHandle:
-        """Start reading ``source``; frames ``0, stride, 2*stride, …`` go to the pool."""
+    def add(self, source: Source, stride: int, nonce: str | None = None) -> StreamHandle:
+        """Start reading ``source``; frames ``0, stride, 2*stride, …`` go to the pool, stamped
+        with ``nonce`` (default: a fresh run of the stream in the ledger)."""
         with self._lock:
             existing = self._streams.get(source.stream_id)
             if existing is not None and not existing.is_done:
@@ -119,6 +134,7 @@ class ProducerHub:
             policy = DROP_OLDEST if source.is_live else LOSSLESS
             capacity = self._live_buffer_frames if source.is_live else self._file_buffer_frames
             handle = StreamHandle(source, stride, FrameBuffer(capacity, policy))
+            handle.nonce = nonce if nonce is not None else self.ledger.open_stream(source.stream_id)
             self._streams[source.stream_id] = handle
         loop = self.reader_loops.get(source.is_live)
         if loop is None:
@@ -195,6 +211,7 @@ class ProducerHub:
             capture_time_s=frame.capture_time_s,
             image_bgr=frame.image_bgr,
             want_thumbnail=want_thumbnail,
+            nonce=handle.nonce,
         )
         while not handle.stop.is_set():
             if handle.buffer.put(message, timeout_s=0.2):
@@ -216,24 +233,56 @@ class ProducerHub:
         poller = zmq.Poller()
         poller.register(self._socket, zmq.POLLOUT)
         while not self._stop.is_set():
-            sent_any = False
+            sent_any = self._resend_overdue(poller)
             for handle in self.handles():
-                if handle.source.is_live and not self._has_credit(handle):
+                if handle.source.is_live:
+                    if not self._has_credit(handle):
+                        continue
+                elif self.ledger.open_count(handle.source.stream_id) >= self._file_max_in_flight:
                     continue
                 message = handle.buffer.get_nowait()
                 if message is None:
                     continue
-                parts = message.encode()
-                while not self._stop.is_set():
-                    if poller.poll(100):
-                        self._socket.send_multipart(parts, copy=False)
-                        handle.counters.frames_sent += 1
-                        sent_any = True
-                        self._live_thumbnail_sent(handle, message)
-                        break
+                self.ledger.sent(message, keep=not handle.source.is_live)
+                if self._send(poller, message):
+                    handle.counters.frames_sent += 1
+                    sent_any = True
+                    self._live_thumbnail_sent(handle, message)
             if not sent_any:
                 self._wakeup.wait(0.05)
                 self._wakeup.clear()
+
+    def _send(self, poller: zmq.Poller, message: FrameMessage) -> bool:
+        parts = message.encode()
+        while not self._stop.is_set():
+            if poller.poll(100):
+                self._socket.send_multipart(parts, copy=False)
+                return True
+        return False
+
+    def _resend_overdue(self, poller: zmq.Poller) -> bool:
+        """Send again the file frames whose results are overdue (at most every 0.2 s)."""
+        now = time.monotonic()
+        if now - self._last_resend_check_s < 0.2:
+            return False
+        self._last_resend_check_s = now
+        overdue = self.ledger.overdue(self._resend_after_s, now)
+        if overdue:
+            log.warning("sending %d frames again: their results did not come back within "
+                        "%.0f s or their worker died", len(overdue), self._resend_after_s)
+        for message in overdue:
+            if not self._send(poller, message):
+                return False
+            handle = self.handle(message.stream_id)
+            if handle is not None:
+                handle.counters.frames_resent += 1
+        return bool(overdue)
+
+    def worker_lost(self) -> None:
+        """A worker died: the file frames it may have held are sent again at once."""
+        self.ledger.expire_kept()
+        self._last_resend_check_s = 0.0
+        self._wakeup.set()
 
     def _live_thumbnail_sent(self, handle: StreamHandle, message: FrameMessage) -> None:
         if (self._on_live_thumbnail_sent is None or not message.want_thumbnail

@@ -560,10 +560,13 @@ def live_stream_url(tiny_model_dir, face_image, redis_server):
     frame = cv2.imread(str(face_image))
     for index in range(0, 24, 4):
         now = time.time()
-        collector.keep_frame(FrameMessage("lobby", index, None, now, frame, want_thumbnail=True))
+        nonce = collector.stream("lobby").nonce
+        message = FrameMessage("lobby", index, None, now, frame, want_thumbnail=True, nonce=nonce)
+        collector.ledger.sent(message, keep=False)
+        collector.keep_frame(message)
         collector.handle_result(ResultMessage(
             "lobby", index, None, now, (FaceResult((10.0, 10.0, 90.0, 90.0), 0.9, 0.3),), "w0", 1,
-            {}, thumbnail_jpeg=cv2.imencode(".jpg", frame)[1].tobytes()))
+            {}, thumbnail_jpeg=cv2.imencode(".jpg", frame)[1].tobytes(), nonce=nonce))
     with served(dashboard_app(config, redis_server.url, refresh_interval_ms=300)) as url:
         yield url
     client.close()

@@ -23,11 +23,16 @@ def _frame(index: int) -> FrameMessage:
                         capture_time_s=time.time(), image_bgr=image, want_thumbnail=True)
 
 
-def _result(index: int, thumbnail: bytes | None = b"thumb") -> ResultMessage:
-    return ResultMessage(stream_id="cam", frame_index=index, pts_s=None,
-                         capture_time_s=time.time(), worker_id="w0",
-                         faces=(FaceResult((500.0, 200.0, 780.0, 520.0), 0.9, 0.7),),
-                         batch_size=1, timings_ms={}, thumbnail_jpeg=thumbnail)
+def _answer(collector: Collector, index: int, thumbnail: bytes | None = b"thumb") -> None:
+    """Send frame ``index`` (into the collector's ledger) and hand it its result."""
+    nonce = collector.stream("cam").nonce
+    collector.ledger.sent(FrameMessage("cam", index, None, time.time(),
+                                       np.zeros((2, 2, 3), np.uint8), nonce=nonce), keep=False)
+    collector.handle_result(ResultMessage(stream_id="cam", frame_index=index, pts_s=None,
+                                          capture_time_s=time.time(), worker_id="w0",
+                                          faces=(FaceResult((500.0, 200.0, 780.0, 520.0), 0.9, 0.7),),
+                                          batch_size=1, timings_ms={}, thumbnail_jpeg=thumbnail,
+                                          nonce=nonce))
 
 
 @pytest.fixture()
@@ -40,23 +45,23 @@ def collector(redis_client):
 
 def test_the_kept_frame_is_the_thumbnail_frame_and_reads_back(collector, redis_server):
     collector.keep_frame(_frame(8))
-    collector.handle_result(_result(4))  # an older frame's result: nothing to keep yet
+    _answer(collector, 4)  # an older frame's result: nothing to keep yet
     reader = DashboardReader(redis_server.url, "deepfake")
     assert reader.kept_frame("cam") is None
-    collector.handle_result(_result(8))
+    _answer(collector, 8)
     index, jpeg = reader.kept_frame("cam")
     assert index == 8
     image = decode_kept_frame(jpeg)
     assert image.shape == (720, 1280, 3)
     assert np.abs(image.astype(int) - _frame(8).image_bgr.astype(int)).mean() < 3  # unannotated
     collector.keep_frame(_frame(12))
-    collector.handle_result(_result(12, thumbnail=None))  # no thumbnail: the kept frame stays
+    _answer(collector, 12, thumbnail=None)  # no thumbnail: the kept frame stays
     assert reader.kept_frame("cam")[0] == 8
 
 
 def test_a_new_run_of_the_stream_forgets_the_kept_frame(collector, redis_server):
     collector.keep_frame(_frame(8))
-    collector.handle_result(_result(8))
+    _answer(collector, 8)
     collector.register("cam", "rtsp://127.0.0.1:8554/cam", "live")
     assert DashboardReader(redis_server.url, "deepfake").kept_frame("cam") is None
 

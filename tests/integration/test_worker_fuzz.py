@@ -45,6 +45,7 @@ BAD_VALUES = {
     "shape": [None, True, [], [1, 2], [1, 2, 3, 4], "4x6", [1.5, 2, 3], [True, 1, 3], [0, 5, 3],
               [-1, 5, 3]],
     "dtype": [None, "float32", 1, "uint16"],
+    "nonce": [5, True, [], {}, "n" * 65],
 }
 
 
