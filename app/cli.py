@@ -145,7 +145,7 @@ def cmd_forget(args: argparse.Namespace) -> int:
     from detector.redis_keys import RedisKeys
 
     config = _load(args)
-    client = connect(config.redis.client_url(), config.redis.socket_timeout_s)
+    client = connect(_redis_url(config), config.redis.socket_timeout_s)
     for stream_id in forget_streams(client, RedisKeys(config.redis.prefix), args.stream_ids):
         print(f"forgot {stream_id}")
     return 0
@@ -157,7 +157,7 @@ def cmd_clear(args: argparse.Namespace) -> int:
     from detector.redis_keys import RedisKeys
 
     config = _load(args)
-    client = connect(config.redis.client_url(), config.redis.socket_timeout_s)
+    client = connect(_redis_url(config), config.redis.socket_timeout_s)
     cleared = clear_streams(client, RedisKeys(config.redis.prefix))
     print(f"forgot {len(cleared)} ended stream(s)" + (f": {', '.join(cleared)}" if cleared else ""))
     return 0
