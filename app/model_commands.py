@@ -138,12 +138,9 @@ def train_command(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"split file {split} not found: run `deepfake-detector prepare` first")
     _import_tensorflow_quietly()
     from detector.training.split import read_split
-    from detector.training.train import (
-        TrainSettings,
-        parse_schedule,
-        publish_model,
-        train_model,
-    )
+    from detector.training.publish import publish_model
+    from detector.training.settings import TrainSettings, parse_schedule
+    from detector.training.train import train_model
 
     settings = TrainSettings(
         schedule=parse_schedule(args.schedule),
@@ -223,7 +220,7 @@ def _data(parser: argparse.ArgumentParser) -> None:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the model subcommands to ``subparsers``."""
-    from detector.training.train import RECIPES
+    from detector.training.settings import RECIPES
 
     p = subparsers.add_parser(
         "prepare", help="detect and crop training/dev faces into the cache (idempotent)",
@@ -283,7 +280,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="start from these weights (e.g. a previous run's epoch) instead of --init")
     p.add_argument("--blend-recipe", choices=RECIPES, default="v1",
                    help="self-blend recipe: v1 made sbi_b0 0.1.0, v2 was tried "
-                        "(detector/self_blend.py), v3 is the published recipe on landmarks "
+                        "(detector/training/self_blend.py), v3 is the published recipe on landmarks "
                         "(detector/training/sbi.py; needs `prepare --landmarks`)")
     p.add_argument("--stop-after", type=int, default=None,
                    help="stop after this many epochs (a short comparison run)")

@@ -174,6 +174,47 @@ def load_model_card(path: Path) -> ModelCard:
         raise ModelError(f"model card {path} has a value of the wrong type: {exc}") from None
 
 
+# The order keys are written in; keys not listed here (extras) follow.
+_WRITE_ORDER = ("name", "version", "architecture", "weights", "tflite", "input_size_px",
+                "mean_rgb", "std_rgb", "face_detector", "face_margin", "crop_rule", "temperature",
+                "threshold", "trained", "activation", "use_se")
+_DEFAULTS = {"crop_rule": "square", "temperature": 1.0}
+
+
+def _toml_value(key: str, value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return f"{value:g}" if isinstance(value, float) else str(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(key, v) for v in value) + "]"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    raise ModelError(f"model card key {key}: cannot write a {type(value).__name__}")
+
+
+def write_model_card(path: Path, values: dict) -> Path:
+    """Write a card that :func:`load_model_card` reads back to the same settings.
+
+    Args:
+        path: the ``.toml`` to write.
+        values: card keys (as in this module's example); ``None`` values and optional keys at
+            their defaults are left out.
+    Returns:
+        ``path``.
+    Raises:
+        ModelError: a required key is missing or a value cannot be written.
+    """
+    missing = [key for key in _REQUIRED if values.get(key) is None]
+    if missing:
+        raise ModelError(f"model card {path}: missing required key(s): {', '.join(missing)}")
+    keys = [k for k in _WRITE_ORDER if k in values] + [k for k in values if k not in _WRITE_ORDER]
+    lines = [f"{key} = {_toml_value(key, values[key])}" for key in keys
+             if values[key] is not None and _DEFAULTS.get(key, object()) != values[key]]
+    Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return Path(path)
+
+
 def card_path_for(models_dir: Path, name: str) -> Path:
     """Where the card of model ``name`` lives: ``<models_dir>/<name>.toml``."""
     return Path(models_dir) / f"{name}.toml"

@@ -307,7 +307,12 @@ class _NoProgress:
 def _progress(show: bool):
     if not show:
         return _NoProgress()
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TimeRemainingColumn,
+    )
 
     return Progress("[progress.description]{task.description}", BarColumn(),
                     MofNCompleteColumn(), TimeRemainingColumn())
@@ -354,7 +359,12 @@ def prepare_training_data(
     Returns:
         a summary per part (``"train"``, ``"dev"``, and ``"train context"``, ``"dev context"``).
     """
-    from detector.training.split import build_split, list_training_media, read_split, write_split
+    from detector.training.split import (
+        build_split,
+        list_training_media,
+        read_split,
+        write_split,
+    )
 
     if Path(split_path).is_file():
         rows = read_split(split_path)
@@ -406,7 +416,7 @@ def write_holdout_eval_set(
 
     import cv2
 
-    from detector.self_blend import self_blend
+    from detector.training.self_blend import self_blend
     from detector.training.split import read_split
 
     rows = [r for r in read_split(split_path) if r.side == "holdout"]

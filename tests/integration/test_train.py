@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from detector.model_card import load_model_card
-from detector.self_blend import BLEND_RECIPES
+from detector.training.self_blend import BLEND_RECIPES
 from detector.training.prepare import (
     TRAIN_CONTEXT_SETTINGS,
     TRAIN_SETTINGS,
@@ -19,14 +19,10 @@ from detector.training.prepare import (
     save_cached,
 )
 from detector.training.split import SplitRow
-from detector.training.train import (
-    RunState,
-    TrainSettings,
-    make_pair,
-    parse_schedule,
-    publish_model,
-    train_model,
-)
+from detector.training.data import make_pair
+from detector.training.publish import publish_model
+from detector.training.settings import TrainSettings, parse_schedule
+from detector.training.train import RunState, train_model
 
 SIZE = TRAIN_SETTINGS.crop_px
 
@@ -209,14 +205,15 @@ def test_a_killed_training_process_resumes_from_its_last_checkpoint(tiny_context
         "import sys, time\n"
         "from pathlib import Path\n"
         "from detector.training.split import SplitRow\n"
-        "from detector.training.train import TrainSettings, train_model\n"
+        "from detector.training.settings import TrainSettings\n"
+        "from detector.training.train import train_model\n"
         f"rows = {[(r.path, r.group, r.side) for r in rows]!r}\n"
         "rows = [SplitRow(*r) for r in rows]\n"
         "settings = TrainSettings(schedule=((32, 2), (64, 1)), images_per_epoch=4, batch_size=2,\n"
         "    holdout_pairs=3, init='random', utkface_share=0.0, dropout_rate=0.0,\n"
         "    drop_connect_rate=0.0, blend_recipe='v3')\n"
         "if sys.argv[1] == 'slow':  # slow epoch 2 down so the kill lands inside it\n"
-        "    import detector.training.train as t\n"
+        "    import detector.training.data as t\n"
         "    make = t.make_pair_v3\n"
         "    def slow(*a, **k):\n"
         "        if Path(sys.argv[3]).joinpath('epoch_1.weights.h5').exists():\n"

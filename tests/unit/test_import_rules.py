@@ -22,7 +22,7 @@ FORBIDDEN = {
     "detector": {"producers", "consumers", "app"},
 }
 TRAINING = "detector.training"
-TRAINING_FILES = ("detector/training/", "detector/self_blend.py", "detector/lite0_weights.py")
+TRAINING_FILES = ("detector/training/",)
 
 
 def imported_modules(source: str, module: str) -> list[str]:

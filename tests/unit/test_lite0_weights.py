@@ -13,7 +13,7 @@ keras = pytest.importorskip("keras")
 
 from detector.efficientnet import EfficientNetB0Classifier  # noqa: E402
 from detector.errors import ModelError  # noqa: E402
-from detector.lite0_weights import (  # noqa: E402
+from detector.training.lite0_weights import (  # noqa: E402
     default_lite0_path,
     lite0_to_b0_layer_map,
     load_lite0_into_b0,

@@ -48,3 +48,35 @@ def test_bad_cards_are_rejected(tmp_path: Path, change, message):
 def test_missing_card(tmp_path: Path):
     with pytest.raises(ModelError, match="not found"):
         load_model_card(tmp_path / "nope.toml")
+
+
+def test_a_written_card_reads_back_to_the_same_settings(tmp_path):
+    from detector.model_card import write_model_card
+
+    values = {"name": "m", "version": "1.2.3", "architecture": "efficientnet_b0",
+              "weights": "m.weights.h5", "tflite": None, "input_size_px": 224,
+              "mean_rgb": [0.5, 0.5, 0.5], "std_rgb": [0.5, 0.5, 0.5], "face_detector": "yunet",
+              "face_margin": 0.125, "crop_rule": "box", "temperature": 1.7, "threshold": 0.4321,
+              "trained": True, "activation": "relu6", "use_se": True,
+              "training_data": 'research "only"'}
+    path = write_model_card(tmp_path / "m.toml", values)
+    card = load_model_card(path)
+    assert (card.name, card.version, card.input_size_px, card.face_margin, card.crop_rule,
+            card.temperature, card.threshold, card.activation) == \
+        ("m", "1.2.3", 224, 0.125, "box", 1.7, 0.4321, "relu6")
+    assert card.tflite_path is None and card.extra["training_data"] == 'research "only"'
+    default = write_model_card(tmp_path / "d.toml", {**values, "crop_rule": "square",
+                                                       "temperature": 1.0})
+    assert "crop_rule" not in default.read_text() and "temperature" not in default.read_text()
+    with pytest.raises(ModelError, match="missing required"):
+        write_model_card(tmp_path / "x.toml", {"name": "x"})
+
+
+def test_a_temperature_keeps_the_order_and_moves_probabilities_toward_a_half():
+    from detector.model_card import apply_temperature
+
+    p = np.asarray([0.01, 0.2, 0.5, 0.9, 0.999], np.float32)
+    assert np.array_equal(apply_temperature(p, 1.0), p)
+    softer = apply_temperature(p, 2.0)
+    assert np.all(np.diff(softer) > 0) and softer[2] == pytest.approx(0.5)
+    assert np.all(np.abs(softer - 0.5) < np.abs(p - 0.5) + 1e-7)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from detector.self_blend import (
+from detector.training.self_blend import (
     BLEND_RECIPES,
     SelfBlendSettings,
     face_box_in_crop,

@@ -1,0 +1,100 @@
+"""Settings of one training run: the resolution schedule, learning rate, recipe; kept in ``state.json``."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+
+from detector.training.self_blend import BLEND_RECIPES
+
+MEAN_RGB = (0.5, 0.5, 0.5)  # EfficientNet-Lite's own input scaling: pixels to [-1, 1]
+STD_RGB = (0.5, 0.5, 0.5)
+INITS = ("lite0", "random")
+# v1/v2 blend square crops inside the face box (detector.training.self_blend); v3 is the published recipe
+# on context crops with landmarks (detector.training.sbi), cropped with the "box" rule.
+RECIPES = (*BLEND_RECIPES, "v3")
+CONTEXT_RECIPES = ("v3",)
+V3_EVAL_PX = 224  # v3's held-out pairs and dev crops are cut at this size, then resized
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Hyper-parameters of one run; written into ``state.json`` and the training metrics."""
+
+    schedule: tuple[tuple[int, int], ...] = ((128, 2), (160, 10), (224, 2))  # (input_size_px, epochs)
+    images_per_epoch: int = 4000
+    batch_size: int = 32
+    learning_rate: float = 4e-4
+    min_learning_rate: float = 2e-5
+    weight_decay: float = 1e-5
+    init: str = "lite0"
+    activation: str = "relu6"
+    use_se: bool = True
+    dropout_rate: float = 0.2
+    drop_connect_rate: float = 0.1
+    utkface_share: float = 0.4
+    holdout_pairs: int = 300
+    seed: int = 0
+    init_weights: str | None = None  # start from these weights (a previous run) instead of init
+    blend_recipe: str = "v1"  # a key of detector.training.self_blend.BLEND_RECIPES
+
+    def __post_init__(self) -> None:
+        if self.init not in INITS:
+            raise ValueError(f"expected init in {INITS}, got {self.init!r}")
+        if not self.schedule or any(s % 32 or s < 32 or e < 1 for s, e in self.schedule):
+            raise ValueError(
+                f"expected a schedule of (size multiple of 32, epochs >= 1), got {self.schedule}"
+            )
+        if self.batch_size < 2 or self.batch_size % 2:
+            raise ValueError(f"expected an even batch_size >= 2, got {self.batch_size}")
+        if self.blend_recipe not in RECIPES:
+            raise ValueError(
+                f"expected blend_recipe in {sorted(RECIPES)}, got {self.blend_recipe!r}"
+            )
+        if not 0.0 <= self.utkface_share <= 1.0:
+            raise ValueError(f"expected 0 <= utkface_share <= 1, got {self.utkface_share}")
+
+    @property
+    def uses_context(self) -> bool:
+        """Whether this run's recipe blends context crops with landmarks (the v3 cache)."""
+        return self.blend_recipe in CONTEXT_RECIPES
+
+    @property
+    def total_epochs(self) -> int:
+        return sum(epochs for _, epochs in self.schedule)
+
+    def size_at(self, epoch: int) -> int:
+        """Input size of 0-based ``epoch``."""
+        done = 0
+        for size, epochs in self.schedule:
+            done += epochs
+            if epoch < done:
+                return size
+        return self.schedule[-1][0]
+
+    def learning_rate_at(self, epoch: int) -> float:
+        """Cosine decay from ``learning_rate`` to ``min_learning_rate`` over all epochs."""
+        progress = epoch / max(1, self.total_epochs - 1)
+        return self.min_learning_rate + 0.5 * (self.learning_rate - self.min_learning_rate) * (
+            1.0 + math.cos(math.pi * progress)
+        )
+
+
+def parse_schedule(text: str) -> tuple[tuple[int, int], ...]:
+    """``"128:1,160:7"`` → ``((128, 1), (160, 7))``."""
+    try:
+        pairs = tuple(
+            (int(size), int(epochs))
+            for size, epochs in (part.split(":") for part in text.split(",") if part.strip())
+        )
+    except ValueError:
+        raise ValueError(f"expected a schedule like 128:1,160:7, got {text!r}") from None
+    if not pairs:
+        raise ValueError(f"expected a schedule like 128:1,160:7, got {text!r}")
+    return pairs
+
+
+
+def jsonable(settings: TrainSettings) -> dict:
+    return json.loads(json.dumps(asdict(settings)))
