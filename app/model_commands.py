@@ -137,9 +137,9 @@ def train_command(args: argparse.Namespace) -> int:
     if not split.is_file():
         raise FileNotFoundError(f"split file {split} not found: run `deepfake-detector prepare` first")
     _import_tensorflow_quietly()
-    from detector.training.split import read_split
     from detector.training.publish import publish_model
     from detector.training.settings import TrainSettings, parse_schedule
+    from detector.training.split import read_split
     from detector.training.train import train_model
 
     settings = TrainSettings(

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from detector.model_card import load_model_card
-from detector.training.self_blend import BLEND_RECIPES
+from detector.training.data import make_pair
 from detector.training.prepare import (
     TRAIN_CONTEXT_SETTINGS,
     TRAIN_SETTINGS,
@@ -18,10 +18,10 @@ from detector.training.prepare import (
     cache_file,
     save_cached,
 )
-from detector.training.split import SplitRow
-from detector.training.data import make_pair
 from detector.training.publish import publish_model
+from detector.training.self_blend import BLEND_RECIPES
 from detector.training.settings import TrainSettings, parse_schedule
+from detector.training.split import SplitRow
 from detector.training.train import RunState, train_model
 
 SIZE = TRAIN_SETTINGS.crop_px
