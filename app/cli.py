@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Sequence
 
 from detector.config import Config, load_config, with_overrides
-from detector.errors import DetectorError
+from detector.errors import ConfigError, DetectorError
 from detector.logs import LOG_FORMAT, EscapingFormatter
 
 log = logging.getLogger("deepfake_detector")
@@ -94,7 +94,34 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     config = _load(args)
     results = args.results or results_endpoint_for(args.connect)
-    return run_remote_worker(config, args.connect, results)
+    curve = None
+    if args.server_key or args.key:
+        if not (args.server_key and args.key):
+            raise ConfigError("worker: --server-key and --key go together (the files "
+                              "`deepfake-detector keys` made: server.key and workers/NAME.key_secret)")
+        from detector.curve import load_worker_keys
+
+        curve = load_worker_keys(args.server_key, args.key)
+    else:
+        from detector.curve import is_loopback_endpoint
+
+        if not (is_loopback_endpoint(args.connect) and is_loopback_endpoint(results)):
+            log.warning("INSECURE: connecting to %s without CURVE keys (--server-key, --key); "
+                        "frames and results cross the network in clear", args.connect)
+    return run_remote_worker(config, args.connect, results, curve)
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from detector.curve import make_keys
+
+    written = make_keys(args.dir, args.worker or ["worker1"])
+    for path in written:
+        print(path)
+    print(f"Service host: set pool.keys_dir = \"{args.dir}\" (it reads server.key_secret and "
+          "the public keys in authorized/).\nEach worker host: copy server.key and its own "
+          "workers/NAME.key_secret, then run `deepfake-detector worker --connect tcp://HOST:PORT "
+          "--server-key server.key --key NAME.key_secret`. Keep the .key_secret files private.")
+    return 0
 
 
 def cmd_attach(args: argparse.Namespace) -> int:
@@ -252,8 +279,19 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--connect", required=True, help="the service's frames endpoint, tcp://HOST:PORT")
     p.add_argument("--results", help="its results endpoint (default: same host, port + 1)")
+    p.add_argument("--server-key", type=Path, help="the service's public key file (server.key from `keys`)")
+    p.add_argument("--key", type=Path, help="this worker's key pair (workers/NAME.key_secret from `keys`)")
     p.add_argument("--model", help="model name (card models/NAME.toml)")
     p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("keys", help="make CURVE keys for the service and its remote workers",
+                       description="Make the service's key pair (once) and a key pair per worker "
+                                   "name in DIR (docs/remote-workers.md). Existing keys are never "
+                                   "overwritten.")
+    p.add_argument("--dir", type=Path, default=Path("keys"), help="key folder (default ./keys)")
+    p.add_argument("--worker", action="append", metavar="NAME",
+                   help="a worker name; repeatable (default: worker1)")
+    p.set_defaults(func=cmd_keys)
 
     p = sub.add_parser("attach", help="add a stream to a running service",
                        description="Ask a running `deepfake-detector run` (through Redis) to start "

@@ -19,6 +19,10 @@ import zmq
 
 from detector.collector import TERMINAL_STATUSES, Collector, StreamState
 from detector.config import Config
+from detector.curve import (
+    AUTHORIZED_DIR, CurveKeys, WorkerKeyring, check_exposure, load_server_keys, make_curve_server,
+    start_authenticator,
+)
 from detector.embedded_redis import EmbeddedRedis, connect
 from detector.errors import DetectorError, ModelError
 from detector.inflight import InFlightLedger
@@ -77,6 +81,8 @@ class Service:
         self.sink: RedisSink | None = None
         self.metrics: PipelineMetrics | None = None
         self.ledger: InFlightLedger | None = None
+        self.keyring: WorkerKeyring | None = None
+        self._authenticator = None
         self.keys = RedisKeys(config.redis.prefix)
 
     # --- start / stop -------------------------------------------------------------------------
@@ -193,21 +199,39 @@ class Service:
             frames = f"ipc://{self._tmpdir.name}/frames"
         if results == "auto":
             results = f"ipc://{self._tmpdir.name}/results"
+        check_exposure([("pool.frames_endpoint", frames), ("pool.results_endpoint", results)],
+                       has_keys=bool(pool.keys_dir), insecure=pool.insecure)
         self._context = zmq.Context()
         self._frames_socket = self._context.socket(zmq.PUSH)
         self._frames_socket.setsockopt(zmq.SNDHWM, pool.frames_hwm)
         self._frames_socket.setsockopt(zmq.LINGER, 0)
         self._results_socket = self._context.socket(zmq.PULL)
         self._results_socket.setsockopt(zmq.LINGER, 0)
+        local_keys = self._secure_sockets() if pool.keys_dir else None
         try:
             self._frames_socket.bind(frames)
             self._results_socket.bind(results)
         except zmq.ZMQError as exc:
             raise DetectorError(f"cannot listen on {frames} / {results}: {exc}") from None
         self.endpoints = WorkerEndpoints(
-            _connectable(self._frames_socket, frames), _connectable(self._results_socket, results)
+            _connectable(self._frames_socket, frames), _connectable(self._results_socket, results),
+            curve=local_keys,
         )
         log.info("pool endpoints: frames %s, results %s", self.endpoints.frames, self.endpoints.results)
+
+    def _secure_sockets(self) -> CurveKeys:
+        """CURVE on both pool sockets, a ZAP handler that accepts ``authorized/`` keys, and a
+        fresh key pair for this service's own workers; returns that pair."""
+        folder = self.config.resolve_path(self.config.pool.keys_dir)
+        server = load_server_keys(folder)
+        public, secret = zmq.curve_keypair()
+        self.keyring = WorkerKeyring(folder / AUTHORIZED_DIR, extra_keys=(public,))
+        self._authenticator = start_authenticator(self._context, self.keyring)
+        for sock in (self._frames_socket, self._results_socket):
+            make_curve_server(sock, server)
+        log.info("pool sockets use CURVE: %d authorised worker key(s) in %s",
+                    self.keyring.authorized_count, folder / AUTHORIZED_DIR)
+        return CurveKeys(public, secret, server.public)
 
     def _spawn_worker(self, worker_id: str, restarts: int = 0) -> WorkerProcess:
         process = self._mp.Process(
@@ -254,6 +278,9 @@ class Service:
         for sock in (self._frames_socket, self._results_socket):
             if sock is not None:
                 sock.close(0)
+        if self._authenticator is not None:
+            self._authenticator.stop()
+            self._authenticator = None
         if self._context is not None:
             self._context.term()
             self._context = None

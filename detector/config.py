@@ -47,12 +47,17 @@ class PoolConfig:
     """ZeroMQ endpoints of the worker pool. ``auto`` = private ``ipc://`` sockets in a temp dir.
 
     Remote workers need ``tcp://`` endpoints reachable from their host, e.g.
-    ``frames_endpoint = "tcp://0.0.0.0:5555"`` and ``results_endpoint = "tcp://0.0.0.0:5556"``.
+    ``frames_endpoint = "tcp://0.0.0.0:5555"`` and ``results_endpoint = "tcp://0.0.0.0:5556"``,
+    and then CURVE keys: ``keys_dir`` is the folder ``deepfake-detector keys`` makes. An endpoint
+    other hosts can reach is refused without keys unless ``insecure = true``
+    (docs/remote-workers.md).
     """
 
     frames_endpoint: str = "auto"
     results_endpoint: str = "auto"
     frames_hwm: int = field(default=64, metadata=_rule(ge=1))
+    keys_dir: str = ""
+    insecure: bool = False
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import zmq
 
 from detector.config import Config
+from detector.curve import CurveKeys, make_curve_client
 from detector.errors import DetectorError, WireFormatError
 from detector.face_detect import make_face_detector
 from detector.frame_scorer import FrameScorer
@@ -33,8 +34,11 @@ STATS_INTERVAL_S = 2.0
 
 @dataclass(frozen=True)
 class WorkerEndpoints:
+    """Where a worker connects; with ``curve``, as a CURVE client (detector/curve.py)."""
+
     frames: str
     results: str
+    curve: CurveKeys | None = None
 
 
 def results_endpoint_for(frames_endpoint: str) -> str:
@@ -104,9 +108,12 @@ class Worker:
         self._pull = self._context.socket(zmq.PULL)
         self._pull.setsockopt(zmq.RCVHWM, max(2, config.workers.max_batch))
         self._pull.setsockopt(zmq.LINGER, 0)
-        self._pull.connect(endpoints.frames)
         self._push = self._context.socket(zmq.PUSH)
         self._push.setsockopt(zmq.LINGER, 2000)
+        if endpoints.curve is not None:
+            make_curve_client(self._pull, endpoints.curve)
+            make_curve_client(self._push, endpoints.curve)
+        self._pull.connect(endpoints.frames)
         self._push.connect(endpoints.results)
         self._last_stats_s = 0.0
 
@@ -247,8 +254,10 @@ def worker_process_main(
         worker.close()
 
 
-def run_remote_worker(config: Config, frames_endpoint: str, results_endpoint: str) -> int:
-    """``deepfake-detector worker --connect …``: join a pool on another host until Ctrl-C."""
+def run_remote_worker(config: Config, frames_endpoint: str, results_endpoint: str,
+                      curve: CurveKeys | None = None) -> int:
+    """``deepfake-detector worker --connect …``: join a pool on another host until Ctrl-C,
+    as a CURVE client with ``curve`` keys."""
     stop = threading.Event()
 
     def on_signal(signum, _frame):
@@ -259,8 +268,10 @@ def run_remote_worker(config: Config, frames_endpoint: str, results_endpoint: st
     signal.signal(signal.SIGTERM, on_signal)
     scorer = build_frame_scorer(config, threads=config.workers.resolved_threads())
     worker_id = f"{socket.gethostname()}-{os.getpid()}"
-    worker = Worker(config, WorkerEndpoints(frames_endpoint, results_endpoint), worker_id, scorer)
-    log.info("worker %s connected to %s (results to %s)", worker_id, frames_endpoint, results_endpoint)
+    worker = Worker(config, WorkerEndpoints(frames_endpoint, results_endpoint, curve), worker_id,
+                    scorer)
+    log.info("worker %s connected to %s (results to %s)%s", worker_id, frames_endpoint,
+             results_endpoint, " with CURVE keys" if curve else "")
     try:
         worker.run(stop)
     finally:
