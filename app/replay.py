@@ -33,6 +33,7 @@ class ReplayItem:
 def plan_items(paths: Sequence[str], ids: Sequence[str] | None) -> list[ReplayItem]:
     """Pair files with stream ids; default ids are file stems, made unique with ``-2``, ``-3``."""
     from detector.errors import ConfigError
+    from detector.identifiers import stream_id_problem
 
     if ids and len(ids) != len(paths):
         raise ConfigError(f"--id was given {len(ids)} time(s) for {len(paths)} file(s); give one per file")
@@ -40,7 +41,10 @@ def plan_items(paths: Sequence[str], ids: Sequence[str] | None) -> list[ReplayIt
     used: set[str] = set()
     for i, path in enumerate(paths):
         stream_id = ids[i] if ids else stream_id_for_path(path)
-        base, n = stream_id, 2
+        problem = stream_id_problem(stream_id)
+        if problem:
+            raise ConfigError(f"--id: {problem}")
+        base, n = stream_id[:58], 2
         while stream_id in used:
             stream_id, n = f"{base}-{n}", n + 1
         used.add(stream_id)

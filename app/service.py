@@ -24,7 +24,8 @@ from detector.curve import (
     start_authenticator,
 )
 from detector.embedded_redis import EmbeddedRedis, connect
-from detector.errors import DetectorError, ModelError
+from detector.errors import DetectorError, ModelError, SourceError
+from detector.identifiers import stream_id_problem
 from detector.inflight import InFlightLedger
 from detector.metrics import PipelineMetrics, ServiceCounts, StreamCounts
 from detector.redis_keys import RedisKeys
@@ -353,7 +354,14 @@ class Service:
 
     # --- streams ------------------------------------------------------------------------------
     def add_source(self, source: Source, stride: int | None = None) -> StreamState:
-        """Start a stream; its status and scores appear in Redis at once."""
+        """Start a stream; its status and scores appear in Redis at once.
+
+        Raises:
+            SourceError: the stream id does not match the pattern (detector/identifiers.py).
+        """
+        problem = stream_id_problem(source.stream_id)
+        if problem:
+            raise SourceError(problem)
         state = self.collector.register(
             source.stream_id, source.display_url, "live" if source.is_live else "file"
         )

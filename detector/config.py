@@ -16,6 +16,7 @@ from typing import Any, Mapping
 from urllib.parse import urlsplit
 
 from detector.errors import ConfigError
+from detector.identifiers import stream_id_problem, url_problem
 from detector.url_mask import mask_url
 
 DEFAULT_CONFIG_PATH = Path("config.toml")
@@ -260,10 +261,12 @@ def _build_streams(raw: Any) -> tuple[StreamConfig, ...]:
     seen: set[str] = set()
     for i, item in enumerate(raw):
         stream = _build_section(StreamConfig, item, f"streams[{i}]")
-        if not stream.id:
-            raise ConfigError(f"streams[{i}].id must be a non-empty string")
-        if not stream.url:
-            raise ConfigError(f"streams[{i}].url must be a non-empty string")
+        problem = stream_id_problem(stream.id)
+        if problem:
+            raise ConfigError(f"streams[{i}].id: {problem}")
+        problem = url_problem(stream.url)
+        if problem:
+            raise ConfigError(f"streams[{i}].{problem}")
         if stream.id in seen:
             raise ConfigError(f"streams[{i}].id {stream.id!r} is used twice")
         seen.add(stream.id)

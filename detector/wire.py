@@ -15,6 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from detector.errors import WireFormatError
+from detector.identifiers import STREAM_ID_RULE, is_valid_stream_id, shown
 
 SCHEMA_VERSION = 1
 MAX_SIDE_PX = 8192
@@ -75,8 +76,8 @@ def _seconds(header: dict, name: str, optional: bool = False, minimum: float | N
 
 def _stream_id(header: dict) -> str:
     stream_id = _field(header, "stream_id", str)
-    if not stream_id or len(stream_id) > 200:
-        raise WireFormatError(f"expected a stream_id of 1..200 characters, got {stream_id!r}")
+    if not is_valid_stream_id(stream_id):
+        raise WireFormatError(f"expected a stream_id of {STREAM_ID_RULE}, got {shown(stream_id, 80)}")
     return stream_id
 
 

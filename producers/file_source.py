@@ -10,14 +10,16 @@ from typing import Iterator
 import av
 
 from detector.errors import SourceError
+from detector.identifiers import stream_id_from_name
 from producers.base import SourceFrame
 
 log = logging.getLogger(__name__)
 
 
 def stream_id_for_path(path: Path | str) -> str:
-    """A file's default stream id: its name without extension (``driving`` for driving.mp4)."""
-    return Path(path).stem or Path(path).name
+    """A file's default stream id: its name without extension (``driving`` for driving.mp4),
+    with characters outside the stream id pattern replaced by ``_`` and cut to 64."""
+    return stream_id_from_name(Path(path).stem or Path(path).name)
 
 
 def check_video_file(path: Path | str) -> None:

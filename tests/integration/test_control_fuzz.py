@@ -85,6 +85,21 @@ def test_control_channel_survives_malformed_requests_and_still_attaches(
         redis_client.rpush("deepfake:control", json.dumps(first))
         assert reply_to(redis_client, "a")["ok"] is False
 
+        # and the unbounded identifiers of issue 13 (a 5 MB URL, a newline in an id, ../../etc)
+        hostile = {
+            "big": {"url": "rtsp://cam/" + "x" * 5_000_000, "stream_id": "big"},
+            "newline": {"url": str(face_video), "stream_id": "x\n2026-01-01 INFO app: forged"},
+            "dotdot": {"url": str(face_video), "stream_id": "../../etc"},
+            "longurl": {"url": "/" + "y" * 5000, "stream_id": "longurl"},
+        }
+        for request_id, fields in hostile.items():
+            redis_client.rpush("deepfake:control", json.dumps(
+                {"schema_version": 1, "request_id": request_id, "op": "attach", **fields}))
+        assert "at most 65536 bytes" in reply_to(redis_client, "big")["message"]
+        assert "stream id must be" in reply_to(redis_client, "newline")["message"]
+        assert "stream id must be" in reply_to(redis_client, "dotdot")["message"]
+        assert "at most 4096 characters" in reply_to(redis_client, "longurl")["message"]
+
         # when 2 000 more malformed requests arrive
         rng = random.Random(13)
         raws = [fuzz_request(rng, i) for i in range(N_FUZZ)]
@@ -118,3 +133,5 @@ def test_control_channel_survives_malformed_requests_and_still_attaches(
     assert service.returncode == 0, output[-3000:]
     assert "Traceback" not in output and "Exception in thread" not in output, output[-3000:]
     assert len(max(output.splitlines(), key=len)) < 10_000  # the 70 000-character URL is not logged
+    assert len(output) < 3_000_000  # 2 005 refusals; the 5 MB URL is never logged
+    assert not any(line.startswith("2026-01-01 INFO app: forged") for line in output.splitlines())

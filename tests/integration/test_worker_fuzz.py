@@ -38,7 +38,7 @@ def valid_parts(rng: random.Random) -> tuple[dict, bytes]:
 HUGE_INT = 10**400  # valid JSON; float() of it overflows
 # Values each field must refuse.
 BAD_VALUES = {
-    "stream_id": [None, True, 5, "", "x" * 201, [], {}],
+    "stream_id": [None, True, 5, "", "x" * 201, "x" * 65, "a\nb", "../etc", ".", "a b", [], {}],
     "frame_index": [None, True, -1, 3.5, "1", [], {}],
     "pts_s": [True, "0.5", [], {}, HUGE_INT],
     "capture_time_s": [None, True, "1", [], -1, -1e308, HUGE_INT],

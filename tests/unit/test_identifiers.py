@@ -76,3 +76,36 @@ def test_a_newline_in_a_logged_value_cannot_forge_a_line():
         assert "x\\n2026" in stream.getvalue()
     finally:
         logger.removeHandler(handler)
+
+
+@pytest.mark.parametrize("ids, message", [
+    (["../../etc"], "--id: stream id must be"), (["a\nb"], "--id: stream id must be"),
+    (["x" * 65], "--id: stream id must be"),
+])
+def test_replay_ids_outside_the_pattern_are_one_sentence(ids, message):
+    from app.replay import plan_items
+    from detector.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        plan_items(["clip.mp4"], ids)
+
+
+def test_default_replay_ids_of_odd_file_names_are_valid_and_unique():
+    from app.replay import plan_items
+
+    items = plan_items(["my clip (1).mp4", "a/" + "z" * 80 + ".mp4", "b/" + "z" * 80 + ".mp4"], None)
+    assert [i.stream_id for i in items] == ["my_clip__1_", "z" * 64, "z" * 58 + "-2"]
+    assert all(is_valid_stream_id(i.stream_id) for i in items)
+
+
+@pytest.mark.parametrize("raw, message", [
+    ({"id": "../x", "url": "a.mp4"}, "streams\\[0\\].id: stream id must be"),
+    ({"id": "cam", "url": "rtsp://cam/" + "x" * 5000}, "streams\\[0\\].url must be at most 4096"),
+    ({"id": "cam", "url": "a\nb.mp4"}, "streams\\[0\\].url must not contain control"),
+])
+def test_config_streams_are_checked(raw, message):
+    from detector.config import config_from_dict
+    from detector.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict({"streams": [raw]})
