@@ -219,13 +219,13 @@ class Collector:
         """Take a stream off the list (detach, or ``finished_ttl_s`` after it ended); results
         still in flight for it are dropped. Its history expires after ``keep_history_s``
         (default ``finished_ttl_s``). Returns whether the stream was known."""
-        with self._lock:
+        with self._lock:  # held while writing: no result of this stream is published meanwhile
             known = self._streams.pop(stream_id, None) is not None
             self._frames_to_keep.pop(stream_id, None)
             self._forgotten.add(stream_id)
+            self.sink.forget_stream(stream_id, self.finished_ttl_s if keep_history_s is None
+                                    else keep_history_s)
         self.ledger.close_stream(stream_id)
-        self.sink.forget_stream(stream_id, self.finished_ttl_s if keep_history_s is None
-                                else keep_history_s)
         return known
 
     def expire_finished(self, now_s: float | None = None) -> list[str]:

@@ -202,7 +202,7 @@ def test_detach_removes_the_stream_keeping_its_history_and_finished_streams_expi
     long_video = write_video(tmp_path / "long.mp4", 1200, 320, 240)
     config_path = write_config(tmp_path, tiny_model_dir)
     config_path.write_text(config_path.read_text().replace(
-        "embedded_port = 0\n", "embedded_port = 0\nfinished_ttl_s = 4\n"))
+        "embedded_port = 0\n", "embedded_port = 0\nfinished_ttl_s = 8\n"))
     common = ("--config", str(config_path), "--redis-url", redis_server.url)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     service = subprocess.Popen([sys.executable, "-m", "app.cli", "run", *common],
@@ -214,23 +214,25 @@ def test_detach_removes_the_stream_keeping_its_history_and_finished_streams_expi
         wait_until(lambda: redis_client.exists("deepfake:history:long") and
                    redis_client.xlen("deepfake:history:long") >= 2, 60, message="first scores")
         # when it is detached
+        asked_s = time.monotonic()
         detached = cli("detach", "long", *common)
         assert detached.returncode == 0 and "detached long" in detached.stdout
         # then it leaves the stream list at once, and its history stays for finished_ttl_s
         assert redis_client.hget("deepfake:streams", "long") is None
-        assert 0 < redis_client.ttl("deepfake:history:long") <= 4
+        if time.monotonic() - asked_s < 6:   # (a loaded machine may take longer than the TTL)
+            assert 0 < redis_client.ttl("deepfake:history:long") <= 8
         assert "long" not in cli("streams", *common).stdout
         again = cli("detach", "long", *common)
         assert again.returncode == 1 and "no stream with id 'long'" in again.stderr
-        wait_until(lambda: not redis_client.exists("deepfake:history:long"), 10,
+        wait_until(lambda: not redis_client.exists("deepfake:history:long"), 20,
                    message="the history to expire")
         # and a finished file leaves the list finished_ttl_s after it ended
         assert cli("attach", str(face_video), "--id", "short", *common).returncode == 0
         wait_until(lambda: (raw := redis_client.hget("deepfake:streams", "short")) and
                    json.loads(raw)["status"] == "finished", 60, message="short finished")
         record = json.loads(redis_client.hget("deepfake:streams", "short"))
-        assert record["expires_at"] == pytest.approx(record["ended_at"] + 4)
-        wait_until(lambda: redis_client.hget("deepfake:streams", "short") is None, 15,
+        assert record["expires_at"] == pytest.approx(record["ended_at"] + 8)
+        wait_until(lambda: redis_client.hget("deepfake:streams", "short") is None, 20,
                    message="short to leave the list")
         assert not redis_client.exists("deepfake:history:short")
     finally:
