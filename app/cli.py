@@ -86,7 +86,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
     config = _load(args)
     return run_watch(_redis_url(config), config.redis.prefix, once=args.once,
-                     duration_s=args.duration, socket_timeout_s=config.redis.socket_timeout_s)
+                     duration_s=args.duration, socket_timeout_s=config.redis.socket_timeout_s,
+                     as_json=args.json)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -195,7 +196,8 @@ def cmd_streams(args: argparse.Namespace) -> int:
 
     config = _load(args)
     return run_watch(_redis_url(config), config.redis.prefix, once=True,
-                     socket_timeout_s=config.redis.socket_timeout_s, name="streams")
+                     socket_timeout_s=config.redis.socket_timeout_s, name="streams",
+                     as_json=args.json)
 
 
 def cmd_fetch_yunet(args: argparse.Namespace) -> int:
@@ -271,6 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--once", action="store_true", help="print the table once and exit")
     p.add_argument("--duration", type=float, help="stop after this many seconds")
+    p.add_argument("--json", action="store_true", help="one JSON object per update and line")
     p.set_defaults(func=cmd_watch)
 
     p = sub.add_parser("worker", help="join a worker pool running on another host",
@@ -320,6 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "current) and exit; --json prints one JSON object per stream.",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     _common(p)
+    p.add_argument("--json", action="store_true", help="one JSON object per stream and line")
     p.set_defaults(func=cmd_streams)
 
     p = sub.add_parser("forget", help="remove ended streams and their history from the list",

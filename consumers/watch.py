@@ -35,6 +35,21 @@ class StreamRow:
     error: str | None = None
     updated_s: float = field(default_factory=time.time)
 
+    def cells(self) -> tuple[str, ...]:
+        """Display strings: stream, status, score, verdict, fps, scored, drops, latency."""
+        score = "—" if self.rolling_score is None else f"{self.rolling_score:.3f}"
+        latency = "—" if self.latency_ms is None else f"{self.latency_ms:.0f} ms"
+        return (self.stream_id, self.status, score, self.verdict, f"{self.fps:.1f}",
+                str(self.frames_scored), str(self.frames_dropped), latency)
+
+    def to_json(self) -> dict[str, Any]:
+        """The row as a JSON object (``watch --json``, ``streams --json``)."""
+        return {"stream_id": self.stream_id, "status": self.status, "source": self.source,
+                "rolling_score": self.rolling_score, "verdict": self.verdict,
+                "fps": self.fps, "frames_scored": self.frames_scored,
+                "frames_dropped": self.frames_dropped, "latency_ms": self.latency_ms,
+                "error": self.error, "time": round(self.updated_s, 3)}
+
     def apply_score(self, message: dict[str, Any]) -> None:
         self.rolling_score = message.get("rolling_score")
         self.verdict = message.get("verdict", self.verdict)
@@ -53,7 +68,7 @@ class StreamRow:
         if record.get("rolling_score") is not None:
             self.rolling_score = record["rolling_score"]
         self.verdict = record.get("verdict") or self.verdict
-        if not self.frames_scored:
+        if record.get("frames_scored") == 0 or not record.get("verdict"):
             # Records written before PENDING/FAILED existed said NO_FACE here.
             self.verdict = unscored_verdict(self.status)
         self.fps = record.get("fps", self.fps) or 0.0
@@ -90,59 +105,105 @@ class StreamTable:
             listed[stream_id] = row
         self.rows = listed
 
-    def on_message(self, channel: str, data: bytes, keys: RedisKeys) -> None:
+    def on_message(self, channel: str, data: bytes, keys: RedisKeys) -> str | None:
+        """Apply one channel message; returns the stream id it was about (None if malformed)."""
         try:
             message = json.loads(data)
             stream_id = message["stream_id"]
         except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
             log.warning("ignoring a malformed message on %s", channel)
-            return
+            return None
         if channel == keys.scores_channel:
             self.row(stream_id).apply_score(message)
         elif message.get("status") == "removed":
             self.rows.pop(stream_id, None)
         else:
             self.row(stream_id).apply_status(message)
+        return stream_id
 
-    def render(self, title: str):
+    def render(self, title: str, with_reasons: bool = True):
+        """The table, then one line per stream with an error (a table column would wrap the
+        reasons into a narrow strip at 80 columns)."""
+        from rich.console import Group
         from rich.table import Table
+        from rich.text import Text
 
         table = Table(title=title)
         for column in ("stream", "status", "score", "verdict", "fps", "scored", "drops", "latency"):
-            table.add_column(column, justify="right" if column in ("score", "fps", "scored", "drops", "latency") else "left")
+            table.add_column(column, no_wrap=column != "stream",
+                             justify="right" if column in NUMERIC_COLUMNS else "left")
         if not self.rows:
             table.add_row("(no streams yet)", "", "", "", "", "", "", "")
+        reasons = []
         for row in sorted(self.rows.values(), key=lambda r: r.stream_id):
-            score = "—" if row.rolling_score is None else f"{row.rolling_score:.3f}"
+            cells = row.cells()
             style = {"FAKE": "bold red", "REAL": "green", "FAILED": "red"}.get(row.verdict, "dim")
-            latency = "—" if row.latency_ms is None else f"{row.latency_ms:.0f} ms"
-            status = row.status if not row.error else f"{row.status} ({row.error})"
-            table.add_row(row.stream_id, status, score, f"[{style}]{row.verdict}[/]",
-                          f"{row.fps:.1f}", str(row.frames_scored), str(row.frames_dropped), latency)
-        return table
+            table.add_row(*cells[:3], Text(cells[3], style=style), *cells[4:])
+            if row.error:
+                reasons.append(Text(f"{row.stream_id}: {row.error}", style="dim"))
+        return Group(table, *reasons) if reasons and with_reasons else table
+
+
+NUMERIC_COLUMNS = ("score", "fps", "scored", "drops", "latency")
+
+
+def _line(row: StreamRow) -> str:
+    """One plain line per update, for pipes: ``time stream status score verdict fps …``."""
+    stream, status, score, verdict_text, fps, scored, drops, latency = row.cells()
+    line = (f"{time.strftime('%H:%M:%S')} {stream} {status} score {score} {verdict_text} "
+            f"fps {fps} scored {scored} drops {drops} latency {latency}")
+    return line + (f" error: {row.error}" if row.error else "")
 
 
 def run_watch(redis_url: str, prefix: str, once: bool = False, duration_s: float | None = None,
-              socket_timeout_s: float = 5.0, name: str = "watch") -> int:
-    """Show the table until Ctrl-C (or once, or for ``duration_s``). Survives Redis restarts."""
+              socket_timeout_s: float = 5.0, name: str = "watch", as_json: bool = False,
+              as_lines: bool | None = None) -> int:
+    """Show the streams until Ctrl-C (or once, or for ``duration_s``). Survives Redis restarts.
+
+    On a terminal: a live table. Otherwise (or with ``as_lines``): one line per update, flushed
+    at once, so that ``watch | grep`` and ``timeout 60 watch > log`` see each update as it
+    happens; ``as_json`` makes each line a JSON object (:meth:`StreamRow.to_json`).
+    """
+    import sys
+
     from rich.console import Console
     from rich.live import Live
 
-    from detector.url_mask import mask_url
     from detector.embedded_redis import connect
+    from detector.url_mask import mask_url
 
     keys = RedisKeys(prefix)
     console = Console()
+    if as_lines is None:
+        as_lines = as_json or not console.is_terminal
     client = connect(redis_url, socket_timeout_s)
     table = StreamTable()
     table.load(client, keys)
     title = f"deepfake-detector {name} — {mask_url(redis_url)}"
+
+    def emit(rows) -> None:
+        for row in rows:
+            sys.stdout.write((json.dumps(row.to_json()) if as_json else _line(row)) + "\n")
+        sys.stdout.flush()
+
     if once:
-        console.print(table.render(title))
+        if as_json:
+            emit(sorted(table.rows.values(), key=lambda r: r.stream_id))
+        else:
+            console.print(table.render(title, with_reasons=False))
+            for row in sorted(table.rows.values(), key=lambda r: r.stream_id):
+                if row.error:  # whole, on one line each, however narrow the console
+                    console.print(f"{row.stream_id}: {row.error}", soft_wrap=True, markup=False,
+                                  highlight=False)
         return 0
+    if as_lines:
+        emit(sorted(table.rows.values(), key=lambda r: r.stream_id))
     deadline = None if duration_s is None else time.monotonic() + duration_s
     pubsub = None
-    with Live(table.render(title), console=console, auto_refresh=False) as live:
+    live = None if as_lines else Live(table.render(title), console=console, auto_refresh=False)
+    if live is not None:
+        live.start()
+    try:
         last_draw = 0.0
         while deadline is None or time.monotonic() < deadline:
             try:
@@ -155,7 +216,9 @@ def run_watch(redis_url: str, prefix: str, once: bool = False, duration_s: float
                 while message is not None:
                     channel = message["channel"]
                     channel = channel.decode() if isinstance(channel, bytes) else channel
-                    table.on_message(channel, message["data"], keys)
+                    stream_id = table.on_message(channel, message["data"], keys)
+                    if as_lines and stream_id in table.rows:
+                        emit([table.rows[stream_id]])
                     message = pubsub.get_message(timeout=0)
             except (redis.ConnectionError, redis.TimeoutError, OSError):
                 if pubsub is not None:
@@ -163,13 +226,19 @@ def run_watch(redis_url: str, prefix: str, once: bool = False, duration_s: float
                         pubsub.close()
                     except (redis.RedisError, OSError):
                         pass
+                    if as_lines:
+                        log.warning("Redis at %s unreachable; retrying", mask_url(redis_url))
                 pubsub = None
                 title = f"deepfake-detector {name} — {mask_url(redis_url)} — DISCONNECTED, retrying"
-                live.update(table.render(title), refresh=True)
+                if live is not None:
+                    live.update(table.render(title), refresh=True)
                 time.sleep(1.0)
                 continue
             now = time.monotonic()
-            if now - last_draw >= REDRAW_INTERVAL_S:
+            if live is not None and now - last_draw >= REDRAW_INTERVAL_S:
                 live.update(table.render(title), refresh=True)
                 last_draw = now
+    finally:
+        if live is not None:
+            live.stop()
     return 0

@@ -14,7 +14,7 @@ from detector.url_mask import mask_url
 from detector.errors import RedisUnavailableError
 from detector.redis_keys import RedisKeys
 from detector.redis_sink import record_expired
-from detector.scoring import NO_FACE, unscored_verdict
+from detector.scoring import unscored_verdict
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +54,8 @@ class StreamStatus:
             source=mask_url(str(record.get("source") or "")),
             kind=str(record.get("kind") or ""),
             rolling_score=_float_or_none(record.get("rolling_score")),
-            verdict=(str(record.get("verdict") or NO_FACE) if frames_scored
-                     else unscored_verdict(status)),
+            verdict=(str(record["verdict"]) if record.get("verdict") and
+                     record.get("frames_scored") != 0 else unscored_verdict(status)),
             fps=_float_or_none(record.get("fps")) or 0.0,
             frames_scored=frames_scored,
             frames_dropped=int(record.get("frames_dropped") or 0),

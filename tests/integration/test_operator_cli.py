@@ -271,3 +271,61 @@ def test_forget_and_clear_remove_ended_streams_and_refuse_running_ones(redis_ser
     redis_client.delete("deepfake:service")
     assert cli("clear", *url).stdout == "forgot 1 ended stream(s): cam\n"
     assert redis_client.hlen("deepfake:streams") == 0
+
+
+def _read_line(process: subprocess.Popen, timeout_s: float) -> str:
+    """The next stdout line of a still-running process, or fail after ``timeout_s``."""
+    import selectors
+
+    selector = selectors.DefaultSelector()
+    selector.register(process.stdout, selectors.EVENT_READ)
+    try:
+        if not selector.select(timeout_s):
+            raise AssertionError(f"no line within {timeout_s} s")
+        return process.stdout.readline()
+    finally:
+        selector.unregister(process.stdout)
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_watch_into_a_pipe_prints_each_update_at_once(redis_server, redis_client, as_json):
+    redis_client.hset("deepfake:streams", "door", json.dumps(
+        {"status": "running", "frames_scored": 3, "verdict": "REAL", "rolling_score": 0.1}))
+    watch = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "watch", "--duration", "60", "--redis-url",
+         redis_server.url, *(["--json"] if as_json else [])],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = _read_line(watch, 30)   # the current state, while watch keeps running
+        assert "door" in first
+        # when a score arrives, its line comes out while watch is still running
+        def publish():
+            redis_client.publish("deepfake:scores", json.dumps(
+                {"stream_id": "door", "rolling_score": 0.875, "verdict": "FAKE", "fps": 7.5,
+                 "frames_scored": 4, "frames_dropped": 0, "latency_ms": 93.0}))
+            return True
+        wait_until(lambda: redis_client.pubsub_numsub("deepfake:scores")[0][1] > 0, 20,
+                   message="watch subscribed")
+        publish()
+        line = _read_line(watch, 10)
+        assert watch.poll() is None
+    finally:
+        watch.terminate()
+        watch.communicate(timeout=10)
+    if as_json:
+        row = json.loads(line)
+        assert row["stream_id"] == "door" and row["rolling_score"] == 0.875 and row["verdict"] == "FAKE"
+    else:
+        assert "door running score 0.875 FAKE" in line and "latency 93 ms" in line
+
+
+def test_streams_json_and_errors_on_their_own_line(redis_server, redis_client):
+    reason = "rtsp://***@10.0.0.5:554/live: connection refused after 3 attempts, retrying in 8 s"
+    redis_client.hset("deepfake:streams", "gate", json.dumps(
+        {"status": "reconnecting", "frames_scored": 0, "error": reason}))
+    result = cli("streams", "--redis-url", redis_server.url)
+    assert f"gate: {reason}" in result.stdout   # one line, not wrapped into a column
+    rows = [json.loads(line) for line in cli("streams", "--json", "--redis-url",
+                                             redis_server.url).stdout.splitlines()]
+    assert rows == [{**rows[0], "stream_id": "gate", "status": "reconnecting", "verdict": "PENDING",
+                     "error": reason}]
