@@ -30,7 +30,12 @@ from detector.inflight import InFlightLedger
 from detector.metrics import PipelineMetrics, ServiceCounts, StreamCounts
 from detector.redis_keys import RedisKeys
 from detector.redis_sink import RedisSink
-from detector.worker import WorkerEndpoints, load_card, worker_process_main
+from detector.worker import (
+    WorkerEndpoints,
+    load_card,
+    resolve_face_detector_kind,
+    worker_process_main,
+)
 from producers.base import Source
 from producers.hub import ProducerHub
 from producers.live import make_live_reader
@@ -93,6 +98,7 @@ class Service:
             raise ModelError(f"weights {card.weights_path} of model {card.name} not found")
         if not card.trained:
             log.warning("model %s is an UNTRAINED test model: its scores mean nothing", card.name)
+        resolve_face_detector_kind(self.config, card)  # says once if Haar stands in for YuNet
         threshold = self.config.scoring.threshold or card.threshold
 
         if self._redis_url:

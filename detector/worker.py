@@ -51,19 +51,22 @@ def results_endpoint_for(frames_endpoint: str) -> str:
     return frames_endpoint + "-results"
 
 
-def resolve_face_detector_kind(config: Config, card: ModelCard) -> str:
-    """``faces.detector = auto`` → the card's detector if usable, else Haar (with a log line)."""
+def resolve_face_detector_kind(config: Config, card: ModelCard, warn: bool = True) -> str:
+    """``faces.detector = auto`` → the card's detector if usable, else Haar (with one WARNING
+    naming the fix, unless ``warn`` is False: worker processes leave it to the service)."""
     kind = config.faces.detector
     if kind != "auto":
         return kind
     if card.face_detector == "yunet":
         if config.resolve_path(config.faces.yunet_model).is_file():
             return "yunet"
-        log.warning(
-            "model %s was trained with YuNet crops but %s is missing; using the Haar cascade. "
-            "Run `deepfake-detector fetch-yunet` for the faster, more accurate detector.",
-            card.name, config.resolve_path(config.faces.yunet_model),
-        )
+        if warn:
+            log.warning(
+                "YuNet face detector not found at %s: faces are found with OpenCV's Haar cascade "
+                "instead, but model %s was trained on YuNet crops, so its scores are less "
+                "reliable. Fix: deepfake-detector fetch-yunet",
+                config.resolve_path(config.faces.yunet_model), card.name,
+            )
         return "haar"
     return card.face_detector
 
@@ -72,13 +75,14 @@ def load_card(config: Config) -> ModelCard:
     return load_model_card(card_path_for(config.resolve_path(config.model.dir), config.model.name))
 
 
-def build_frame_scorer(config: Config, threads: int = 0) -> FrameScorer:
-    """Load the configured model card, face detector and runtime."""
+def build_frame_scorer(config: Config, threads: int = 0, warn_fallback: bool = True) -> FrameScorer:
+    """Load the configured model card, face detector and runtime (``warn_fallback``: say so
+    when YuNet is missing and Haar is used)."""
     from detector.runtime import load_runtime
 
     card = load_card(config)
     detector = make_face_detector(
-        resolve_face_detector_kind(config, card),
+        resolve_face_detector_kind(config, card, warn=warn_fallback),
         yunet_model=config.resolve_path(config.faces.yunet_model),
         detect_width_px=config.faces.detect_width_px,
         min_face_px=config.faces.min_face_px,
@@ -242,7 +246,9 @@ def worker_process_main(
 
     try:
         with native_stderr_silenced(log_level > logging.DEBUG):
-            scorer = build_frame_scorer(config, threads=config.workers.resolved_threads())
+            # The service has said once whether Haar replaces YuNet; n workers need not repeat it.
+            scorer = build_frame_scorer(config, threads=config.workers.resolved_threads(),
+                                        warn_fallback=False)
             warm_up(scorer.runtime, scorer.card.input_size_px)
     except DetectorError as exc:
         log.error("worker %s cannot start: %s", worker_id, exc)

@@ -329,3 +329,39 @@ def test_streams_json_and_errors_on_their_own_line(redis_server, redis_client):
                                              redis_server.url).stdout.splitlines()]
     assert rows == [{**rows[0], "stream_id": "gate", "status": "reconnecting", "verdict": "PENDING",
                      "error": reason}]
+
+
+def test_haar_standing_in_for_yunet_is_said_once_with_the_fix(tmp_path, tiny_model_dir, face_video,
+                                                               redis_server):
+    import shutil
+
+    # given a model trained on YuNet crops, faces.detector = auto, and no YuNet file
+    models = tmp_path / "models"
+    shutil.copytree(tiny_model_dir, models)
+    card = models / "tiny_b0.toml"
+    card.write_text(card.read_text().replace('face_detector = "haar"', 'face_detector = "yunet"'))
+    config = tmp_path / "config.toml"
+    config.write_text(f'[model]\nname = "tiny_b0"\ndir = "{models}"\n[faces]\ndetector = "auto"\n'
+                      f'yunet_model = "{tmp_path / "none.onnx"}"\n[workers]\ncount = 2\n'
+                      '[metrics]\nenabled = false\n')
+    result = cli("replay", "--config", str(config), "--redis-url", redis_server.url, str(face_video))
+    assert result.returncode == 0, result.stderr
+    # then replay says so once (not once per worker), with the one command that fixes it
+    assert result.stderr.count("Haar cascade") == 1, result.stderr
+    assert "trained on YuNet crops" in result.stderr
+    assert "Fix: deepfake-detector fetch-yunet" in result.stderr
+
+
+def test_demo_prints_rows_in_frame_order_and_explains_its_latency(tmp_path, tiny_model_dir):
+    config = write_config(tmp_path, tiny_model_dir).read_text().replace(
+        "[workers]\ncount = 1\n", "[workers]\ncount = 2\nmax_batch = 2\n")
+    (tmp_path / "demo.toml").write_text(config)
+    result = cli("demo", "--frames", "48", "--config", str(tmp_path / "demo.toml"), cwd=tmp_path,
+                 timeout=300)
+    assert result.returncode == 0, result.stderr
+    rows = [line.split() for line in result.stdout.splitlines()
+            if line.startswith("demo ") and line.split()[1].isdigit()]
+    indices = [int(row[1]) for row in rows]
+    assert indices == list(range(0, 48, 4))
+    assert "A file is replayed losslessly" in result.stdout
+    assert "latency: first frame" in result.stdout
