@@ -7,6 +7,7 @@ control client are built here and handed to it.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from typing import Any, Callable
 
@@ -21,6 +22,7 @@ from consumers.dashboard.layout import REFRESH_INTERVAL_MS
 from consumers.dashboard.services import DashboardServices
 from detector.config import Config
 from detector.url_mask import mask_url
+from detector.errors import DetectorError
 from detector.redis_keys import RedisKeys
 from producers.factory import check_source
 
@@ -68,6 +70,22 @@ def dashboard_app(config: Config, redis_url: str,
                       dashboard_services(config, redis_url), refresh_interval_ms)
 
 
+def _check_port_free(host: str, port: int) -> None:
+    """Werkzeug answers a taken port with its own paragraph and exit 1; say it in one sentence.
+
+    Raises:
+        DetectorError: ``host:port`` cannot be listened on.
+    """
+    import socket
+
+    try:
+        with socket.create_server((host, port), reuse_port=False):
+            pass
+    except OSError as exc:
+        raise DetectorError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); "
+                            "choose another port with --port") from None
+
+
 def run_dashboard(config: Config, redis_url: str, host: str | None = None,
                   port: int | None = None) -> int:
     """Serve the dashboard until Ctrl-C.
@@ -84,9 +102,18 @@ def run_dashboard(config: Config, redis_url: str, host: str | None = None,
     if not log.isEnabledFor(logging.DEBUG):
         # The page polls several times a second; one log line per request drowns the rest.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    log.info("dashboard on http://%s:%d/ reading Redis %s", host, port, mask_url(redis_url))
+    from werkzeug.serving import make_server
+
+    # Served by werkzeug directly: app.run would add Dash's "Dash is running on …" and Flask's
+    # "Serving Flask app" banner to the one line below.
+    _check_port_free(host, port)
+    server = make_server(host, port, app.server, threaded=True)
+    print(f"dashboard: http://{host}:{server.server_port}/ (reading Redis {mask_url(redis_url)}; "
+          "Ctrl-C stops)", file=sys.stderr, flush=True)
     try:
-        app.run(host=host, port=port, debug=False)
+        server.serve_forever()
     except KeyboardInterrupt:
         log.info("dashboard stopped")
+    finally:
+        server.server_close()
     return 0

@@ -329,7 +329,8 @@ def run_file_reader(hub: ProducerHub, handle: StreamHandle) -> None:
                 break
             hub.offer(handle, frame)
     except SourceError as exc:
-        log.warning("stream %s failed: %s", source.stream_id, exc)
+        # The collector logs the failure once, for every kind of failure; not here as well.
+        log.debug("stream %s failed: %s", source.stream_id, exc)
         handle.is_done = True
         hub.report(handle, FAILED, error=str(exc))
         return

@@ -32,7 +32,9 @@ def create_app(redis_url: str, redis_config: RedisConfig, dashboard_config: Dash
     """
     reader = DashboardReader(redis_url, redis_config.prefix,
                              socket_timeout_s=min(1.0, redis_config.socket_timeout_s))
-    app = dash.Dash(__name__, title="Deepfake detector", update_title=None)
+    # No handler of Dash's own: its "Dash is running on …" would print beside our logging's
+    # copy; the command prints the address once itself.
+    app = dash.Dash(__name__, title="Deepfake detector", update_title=None, add_log_handler=False)
     # The page refuses oversize files before sending them (a clientside check); this refuses
     # bodies far above the limit from any other client before Flask reads them.
     app.server.config["MAX_CONTENT_LENGTH"] = int(

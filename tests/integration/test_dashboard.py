@@ -516,6 +516,9 @@ def test_the_dashboard_subcommand_serves_the_page_and_stops_on_ctrl_c(tmp_path, 
         output, _ = process.communicate(timeout=30)
     assert process.returncode == 0, output
     assert "Traceback" not in output
+    # the address is printed once (Dash's own "Dash is running on" no longer doubles it)
+    assert output.count(f"http://127.0.0.1:{port}/") == 1, output
+    assert "Dash is running" not in output
 
 
 def click_point_and_read_why(driver, point: int) -> str:
@@ -626,3 +629,20 @@ def test_the_page_opens_on_the_most_active_stream_and_never_shows_unscored_strea
             PAGE_TIMEOUT_S, "a selected stream")
         assert selected == "zzz-busy"
         browser.save_screenshot(str(screenshot_dir / "dashboard-pending.png"))
+
+
+def test_the_dashboard_on_a_taken_port_is_one_sentence(tmp_path, tiny_model_dir):
+    import socket
+
+    config_path = _write_config(tmp_path, tiny_model_dir, "deepfake")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "app.cli", "dashboard", "--config", str(config_path),
+             "--redis-url", "redis://127.0.0.1:1/0", "--port", str(port)],
+            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"error: cannot listen on 127.0.0.1:{port}")
+    assert "Traceback" not in result.stderr

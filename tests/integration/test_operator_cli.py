@@ -84,6 +84,7 @@ def test_replay_results_go_to_stdout_and_its_csvs_have_one_row_per_file_and_per_
     assert "gone.mp4: file not found" in result.stdout
     assert str(tmp_path / "gone.mp4") + ":" not in result.stdout
     assert "driving.mp4" not in result.stderr
+    assert result.stderr.count("file not found") == 1, "the failure is logged once, not twice"
     # stderr: no INFO lines by default (-v shows them)
     assert " INFO " not in result.stderr
     assert "Redis at" not in result.stderr
