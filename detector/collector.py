@@ -246,11 +246,13 @@ class Collector:
         if status != "stopped":  # a detached stream's frames in flight are still scored
             self.ledger.close_stream(state.stream_id)
         self._publish_status(state)
-        state.done.set()
+        # Logged before ``done`` is set: a waiter (replay's progress bars) that stops on
+        # ``done`` must not be tearing its display down while this line is printed.
         if status == "failed":
             log.warning("stream %s failed: %s", state.stream_id, state.error)
         else:
             log.info("stream %s %s: %d frames scored", state.stream_id, status, state.frames_scored)
+        state.done.set()
 
     def status_record(self, state: StreamState) -> dict[str, Any]:
         now = time.monotonic()

@@ -366,3 +366,50 @@ def test_demo_prints_rows_in_frame_order_and_explains_its_latency(tmp_path, tiny
     assert indices == list(range(0, 48, 4))
     assert "A file is replayed losslessly" in result.stdout
     assert "latency: first frame" in result.stdout
+
+
+def test_on_a_terminal_log_lines_are_printed_above_the_progress_bars_not_into_them(
+        tmp_path, tiny_model_dir, redis_server):
+    import fcntl
+    import pty
+    import re
+    import select
+    import struct
+    import termios
+
+    from producers.synthetic import write_video
+
+    video = write_video(tmp_path / "bars.mp4", 160, 320, 240)
+    config = write_config(tmp_path, tiny_model_dir)
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    # a good file and a missing one: the failure is logged while the bars are on screen
+    replay = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "replay", "--config", str(config), "--redis-url",
+         redis_server.url, str(video), str(tmp_path / "gone.mp4")],
+        stdin=slave, stdout=slave, stderr=slave, env={**os.environ, "TERM": "xterm"})
+    os.close(slave)
+    output = b""
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 1)
+        if ready:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:   # the child closed the terminal
+                break
+            if not chunk:
+                break
+            output += chunk
+        elif replay.poll() is not None:
+            break
+    os.close(master)
+    assert replay.wait(30) == 1
+    text = re.sub(r"\x1b\[[0-9;]*m", "", output.decode("utf-8", "replace"))   # colours
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "\n", text)   # cursor moves end a screen line
+    lines = [line for line in text.replace("\r", "\n").splitlines() if line.strip()]
+    warnings = [line for line in lines if "WARNING" in line]
+    assert any("gone" in line for line in warnings), text
+    assert not [line for line in warnings if "━" in line], "a log line was glued onto a bar"
+    assert any("━" in line for line in lines), "the bars were shown"
+    assert "bars.mp4" in text and "gone.mp4: file not found" in text   # the summary
