@@ -140,7 +140,7 @@ def train_command(args: argparse.Namespace) -> int:
     from detector.training.publish import publish_model
     from detector.training.settings import TrainSettings, parse_schedule
     from detector.training.split import read_split
-    from detector.training.train import train_model
+    from detector.training.train import RunState, train_model
 
     settings = TrainSettings(
         schedule=parse_schedule(args.schedule),
@@ -155,9 +155,12 @@ def train_command(args: argparse.Namespace) -> int:
     )
     dev_labels = Path(args.data_root) / "dev" / "labels.csv"
     run_dir = Path(args.run_dir or f"runs/{config.model.name}_{args.init}")
-    state = train_model(read_split(split), Path(args.cache_dir), run_dir, settings,
-                        dev_labels if dev_labels.is_file() else None,
-                        stop_after_epochs=args.stop_after)
+    if args.publish_only:
+        state = RunState.load(run_dir)
+    else:
+        state = train_model(read_split(split), Path(args.cache_dir), run_dir, settings,
+                            dev_labels if dev_labels.is_file() else None,
+                            stop_after_epochs=args.stop_after)
     for record in state.history:
         dev = record["dev_item_auc"]
         print(f"epoch {record['epoch']:>2} {record['input_size_px']}px loss {record['loss']:.4f} "
@@ -165,7 +168,8 @@ def train_command(args: argparse.Namespace) -> int:
               f"dev AUC {'n/a' if dev is None else f'{dev:.3f}'}")
     if args.no_publish:
         return 0
-    card = publish_model(state, run_dir, config.resolve_path(config.model.dir), config.model.name,
+    models_dir = Path(args.models_dir) if args.models_dir else config.resolve_path(config.model.dir)
+    card = publish_model(state, run_dir, models_dir, config.model.name,
                          dev_labels if dev_labels.is_file() else None, Path(args.cache_dir),
                          export_litert=args.litert, version=args.version)
     print(f"model card written to {card}")
@@ -188,6 +192,8 @@ def evaluate_command(args: argparse.Namespace) -> int:
     if not args.yunet_model and not config.resolve_path(config.faces.yunet_model).is_file() \
             and SHARED_YUNET.is_file():
         config = with_overrides(config, faces={"yunet_model": str(SHARED_YUNET.resolve())})
+    if args.models_dir:
+        config = with_overrides(config, model={"dir": str(Path(args.models_dir).resolve())})
     scorer = build_frame_scorer(config, threads=args.threads)
     root = Path(args.root) if args.root else Path(args.labels).parent
     run_evaluate(scorer, Path(args.labels), root, Path(args.report) if args.report else None,
@@ -285,6 +291,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--stop-after", type=int, default=None,
                    help="stop after this many epochs (a short comparison run)")
     p.add_argument("--no-publish", action="store_true", help="train only; do not write the model")
+    p.add_argument("--publish-only", action="store_true",
+                   help="do not train: publish --run-dir as it stands (its best dev epoch so far)")
+    p.add_argument("--models-dir", type=Path, default=None,
+                   help="publish into this folder instead of model.dir (e.g. to `evaluate` a "
+                        "candidate with --models-dir before it replaces the shipped model)")
     p.add_argument("--litert", action="store_true", help="also export models/NAME.tflite")
     p.add_argument("--version", default="0.1.0", help="version written into the card")
     p.set_defaults(func=train_command)
@@ -305,6 +316,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--runtime", choices=("auto", "keras", "litert"), default=None,
                    help="model runtime (default workers.runtime)")
     p.add_argument("--threads", type=int, default=0, help="inference threads (0 = all)")
+    p.add_argument("--models-dir", type=Path, default=None,
+                   help="read the card from this folder instead of model.dir (a candidate "
+                        "published with `train --models-dir`)")
     p.add_argument("--no-fallback", action="store_true",
                    help="do not score small near-square images without a detection as one face")
     p.set_defaults(func=evaluate_command)

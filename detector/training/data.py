@@ -18,14 +18,25 @@ from detector.training.prepare import (
     cache_file,
     load_cached,
 )
-from detector.training.sbi import SERVING_CROP_MARGIN, make_pair_v3
+from detector.training.sbi import (
+    SERVING_CROP_MARGIN,
+    make_cross_pair,
+    make_pair_v3,
+    normalised_shape,
+)
 from detector.training.self_blend import (
     BLEND_RECIPES,
     SelfBlendSettings,
     face_box_in_crop,
     self_blend,
 )
-from detector.training.settings import MEAN_RGB, STD_RGB, V3_EVAL_PX, TrainSettings
+from detector.training.settings import (
+    CROSS_IDENTITY_SHARE,
+    MEAN_RGB,
+    STD_RGB,
+    V3_EVAL_PX,
+    TrainSettings,
+)
 from detector.training.split import SplitRow
 
 log = logging.getLogger(__name__)
@@ -187,6 +198,9 @@ class SelfBlendBatches(keras.utils.PyDataset):
         self._pools = [(pool, share) for pool, share in
                        ((utk, settings.utkface_share), (other, 1.0 - settings.utkface_share))
                        if len(pool) and share > 0]
+        self._cross_share = CROSS_IDENTITY_SHARE.get(settings.blend_recipe, 0.0)
+        self._shapes = (np.stack([normalised_shape(p) for p in faces.landmarks_xy])
+                        if self._cross_share > 0 and len(faces) else None)
 
     def __len__(self) -> int:
         return self._steps
@@ -201,7 +215,13 @@ class SelfBlendBatches(keras.utils.PyDataset):
         half = self._settings.batch_size // 2
         images, labels = [], []
         for i in self._pick(rng, half):
-            if self._blend is None:
+            source = self._cross_source(i, rng) if self._cross_share > 0 else None
+            if source is not None:
+                real, fake = make_cross_pair(
+                    self._faces.crops_rgb[i], self._faces.boxes_xyxy[i],
+                    self._faces.landmarks_xy[i], self._faces.crops_rgb[source],
+                    self._faces.landmarks_xy[source], self._size, rng)
+            elif self._blend is None:
                 real, fake = make_pair_v3(self._faces.crops_rgb[i], self._faces.boxes_xyxy[i],
                                           self._faces.landmarks_xy[i], self._size, rng)
             else:
@@ -210,6 +230,18 @@ class SelfBlendBatches(keras.utils.PyDataset):
             images.extend([real, fake])
             labels.extend([0.0, 1.0])
         return normalise(np.stack(images)), np.asarray(labels, np.float32)[:, None]
+
+    def _cross_source(self, target: int, rng: np.random.Generator, candidates: int = 48):
+        """With the recipe's share, another person's face whose landmarks are nearest the
+        target's among a random few (pose and expression alike); else ``None``."""
+        if rng.random() >= self._cross_share:
+            return None
+        pool = rng.integers(len(self._faces), size=candidates)
+        pool = pool[self._faces.groups[pool] != self._faces.groups[target]]
+        if not len(pool):
+            return None
+        distances = np.linalg.norm(self._shapes[pool] - self._shapes[target], axis=1)
+        return int(pool[int(np.argmin(distances))])
 
 
 

@@ -300,3 +300,77 @@ def make_pair_v3(context_rgb: np.ndarray, box_xyxy, points_xy: np.ndarray, size_
     real, fake = apply_pair_params(real, params), apply_pair_params(fake, params)
     region = box_crop_region(box, real.shape[:2], random_crop_margins(rng))
     return cut_and_resize(real, region, size_px), cut_and_resize(fake, region, size_px)
+
+
+# --- the second family: cross-identity blends (Face X-ray / I2G style) ------------------------
+def normalised_shape(points_xy: np.ndarray) -> np.ndarray:
+    """Landmarks with position, in-plane rotation and scale removed (eyes level, unit eye
+    distance), flattened: neighbours in this space have similar pose and expression."""
+    points = np.asarray(points_xy, np.float64)
+    left, right = points[LEFT_EYE_OUTER], points[RIGHT_EYE_OUTER]
+    axis = right - left
+    distance = float(np.linalg.norm(axis)) or 1.0
+    cos, sin = axis / distance
+    rotation = np.array([[cos, sin], [-sin, cos]])
+    centred = (points - points.mean(axis=0)) @ rotation.T / distance
+    return centred.reshape(-1).astype(np.float32)
+
+
+def _colour_transfer(source: np.ndarray, target: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Match the source's per-channel mean and spread to the target's inside ``mask``."""
+    inside = mask > 0
+    if inside.sum() < 16:
+        return source
+    out = source.astype(np.float32).copy()
+    for c in range(3):
+        s, t = out[..., c][inside], target[..., c][inside].astype(np.float32)
+        out[..., c] = (out[..., c] - s.mean()) * (t.std() / max(float(s.std()), 1.0)) + t.mean()
+    return out
+
+
+def cross_blend(target_rgb: np.ndarray, target_points: np.ndarray, source_rgb: np.ndarray,
+                source_points: np.ndarray, rng: np.random.Generator,
+                hull_type: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Another person's face, aligned to the target by its landmarks (similarity transform),
+    colour-matched inside the mask, blended through the same landmark-hull mask as v3.
+
+    Returns:
+        ``(real, fake, weight)`` as :func:`self_blend_v3` does.
+    """
+    height, width = target_rgb.shape[:2]
+    matrix, _ = cv2.estimateAffinePartial2D(np.asarray(source_points, np.float32),
+                                            np.asarray(target_points, np.float32))
+    if matrix is None:  # degenerate landmarks: fall back to a self-blend
+        return self_blend_v3(target_rgb, target_points, rng, hull_type)
+    warped = cv2.warpAffine(source_rgb, matrix, (width, height), flags=cv2.INTER_LINEAR,
+                            borderMode=cv2.BORDER_REFLECT)
+    covered = cv2.warpAffine(np.ones(source_rgb.shape[:2], np.uint8), matrix, (width, height),
+                             flags=cv2.INTER_NEAREST, borderValue=0)
+    hard = landmark_hull_mask((height, width), target_points, rng, hull_type) * covered
+    source = _colour_transfer(warped, target_rgb, hard)
+    if rng.random() < 0.5:  # the source transform of v3, so the two families differ in one way
+        source = source_transform(np.clip(source, 0, 255).astype(np.uint8), rng)
+    hard = elastic_warp(hard, rng)
+    weight = soft_blend_mask(hard, rng) * float(rng.choice(BLEND_RATIOS))
+    target = target_rgb.astype(np.float32)
+    real = target_rgb.copy()
+    fake = np.clip(np.round(source * weight[..., None] + target * (1.0 - weight[..., None])),
+                   0, 255).astype(np.uint8)
+    untouched = weight <= 0.0
+    fake[untouched] = real[untouched]
+    return real, fake, weight.astype(np.float32)
+
+
+def make_cross_pair(context_rgb: np.ndarray, box_xyxy, points_xy: np.ndarray,
+                    source_rgb: np.ndarray, source_points: np.ndarray, size_px: int,
+                    rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`make_pair_v3` with a cross-identity blend instead of a self-blend."""
+    image, box, points = context_rgb, box_xyxy, points_xy
+    if rng.random() < 0.5:
+        image, box, points = flip_context(image, box, points)
+        source_rgb, _, source_points = flip_context(source_rgb, (0, 0, 1, 1), source_points)
+    real, fake, _ = cross_blend(image, points, source_rgb, source_points, rng)
+    params = draw_pair_params(rng)
+    real, fake = apply_pair_params(real, params), apply_pair_params(fake, params)
+    region = box_crop_region(box, real.shape[:2], random_crop_margins(rng))
+    return cut_and_resize(real, region, size_px), cut_and_resize(fake, region, size_px)

@@ -100,6 +100,21 @@ class RunState:
     epochs_done: int = 0
     history: list[dict] = field(default_factory=list)
 
+    @classmethod
+    def load(cls, run_dir: Path) -> RunState:
+        """The state of the run in ``run_dir``.
+
+        Raises:
+            ValueError: the folder holds no finished epoch.
+        """
+        path = Path(run_dir) / "state.json"
+        if not path.is_file():
+            raise ValueError(f"{run_dir} holds no training run (no state.json)")
+        state = cls(**json.loads(path.read_text()))
+        if not state.history:
+            raise ValueError(f"{run_dir} has no finished epoch yet")
+        return state
+
     def save(self, path: Path) -> None:
         partial = path.with_suffix(".partial")
         partial.write_text(json.dumps(asdict(self), indent=2))

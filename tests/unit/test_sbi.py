@@ -170,3 +170,33 @@ def test_crop_jitter_keeps_the_whole_box_inside_the_crop():
         x1, y1, x2, y2 = box_crop_region(box, (260, 240), random_crop_margins(rng))
         assert x1 <= 55 and y1 <= 43 and x2 >= 165 and y2 >= 197  # at least 5 % per side
         assert x1 >= 40 and y1 >= 22 and x2 <= 180 and y2 <= 218  # at most 20 % per side
+
+
+def test_a_cross_identity_blend_puts_another_face_inside_the_target_hull_only():
+    from detector.training.sbi import cross_blend
+
+    target, mesh = textured_image(), synthetic_mesh()
+    source = np.full_like(target, 200)
+    source[::2] = 40  # a striped "other person"
+    moved = mesh * 0.9 + 10  # their landmarks: another size and place
+    for seed in range(5):
+        real, fake, weight = cross_blend(target, mesh, source, moved, np.random.default_rng(seed))
+        assert np.array_equal(real, target)
+        assert np.array_equal(fake[weight <= 0], target[weight <= 0])
+        inside = weight > 0.9 * weight.max()
+        # the stripes of the source show through inside the mask
+        rows = fake[inside].astype(int)
+        assert rows.std() > 20
+
+
+def test_normalised_shapes_ignore_position_rotation_and_scale():
+    import cv2
+
+    from detector.training.sbi import normalised_shape
+
+    mesh = synthetic_mesh()
+    matrix = cv2.getRotationMatrix2D((100.0, 100.0), 20.0, 1.7)
+    moved = mesh @ matrix[:, :2].T + matrix[:, 2]
+    assert np.allclose(normalised_shape(mesh), normalised_shape(moved), atol=1e-3)
+    other = synthetic_mesh(rx=40.0)  # a narrower face is another shape
+    assert np.abs(normalised_shape(mesh) - normalised_shape(other)).max() > 0.05
