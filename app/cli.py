@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Sequence
 
 from detector.config import Config, load_config, with_overrides
-from detector.errors import ConfigError, DetectorError
+from detector.errors import ConfigError, DetectorError, RedisUnavailableError
 from detector.logs import LOG_FORMAT, EscapingFormatter
 
 log = logging.getLogger("deepfake_detector")
@@ -223,6 +223,15 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
 
 # --- parser ---------------------------------------------------------------------------------
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("deepfake-detector")
+    except PackageNotFoundError:   # run from a checkout that was not installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="deepfake-detector",
@@ -230,6 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "face crops → EfficientNet-B0 → per-stream fake scores in Redis.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("replay", help="score video files losslessly and write a report",
@@ -423,12 +433,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     _setup_logging(log_level(getattr(args, "verbose", 0), getattr(args, "quiet", False)))
     try:
         return args.func(args)
+    except RedisUnavailableError as exc:
+        message = str(exc)
+        if args.command in READERS and not getattr(args, "redis_url", None):
+            message = (f"{message.rstrip('.')} (is `deepfake-detector run` running? It starts "
+                       "the embedded Redis; or pass --redis-url)")
+        print(f"error: {message}", file=sys.stderr)
+        return 2
     except DetectorError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # `… | head` closed stdout: stop quietly, as cat and grep do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+
+
+# Commands that read the service's Redis rather than start one.
+READERS = ("watch", "streams", "attach", "detach", "forget", "clear", "dashboard")
 
 
 if __name__ == "__main__":

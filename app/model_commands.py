@@ -276,10 +276,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="initialisation: ImageNet EfficientNet-Lite0 weights or random")
     p.add_argument("--schedule", default="128:2,160:10,224:2",
                    help="input sizes and epochs, SIZE:EPOCHS,… (low-resolution warm-up first)")
-    p.add_argument("--images-per-epoch", type=int, default=4000)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--learning-rate", type=float, default=4e-4)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--images-per-epoch", type=int, default=4000,
+                   help="training images drawn per epoch (default 4000)")
+    p.add_argument("--batch-size", type=int, default=32, help="images per step (default 32)")
+    p.add_argument("--learning-rate", type=float, default=4e-4,
+                   help="peak learning rate (default 4e-4)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--utkface-share", type=float, default=0.4,
                    help="share of training samples drawn from UTKFace chips (rest: video frames, stills)")
     p.add_argument("--init-weights", type=Path, default=None,

@@ -141,14 +141,17 @@ def test_train_error_is_one_line_without_tensorflow_noise(tmp_path):
     assert missing.stderr.startswith("error: split file") and missing.stderr.count("\n") == 1
 
 
-@pytest.mark.parametrize("command", ["attach", "detach", "watch", "streams", "demo", "fetch-yunet",
-                                     "forget", "clear"])
-def test_every_subcommand_has_a_description(command):
+def test_every_subcommand_has_a_description_and_every_option_a_help_text():
     from app.cli import build_parser
 
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
-    assert sub.choices[command].description, f"{command} --help has no description"
+    for name, command in sub.choices.items():
+        assert command.description, f"{name} --help has no description"
+        bare = [a.dest for a in command._actions if not a.help]
+        assert not bare, f"{name}: {bare} have no help text"
+    assert {"attach", "detach", "watch", "streams", "demo", "fetch-yunet", "forget",
+            "clear"} <= set(sub.choices)
 
 
 def test_detach_help_explains_the_stream_id_and_fetch_yunet_takes_no_redis_url():
@@ -413,3 +416,31 @@ def test_on_a_terminal_log_lines_are_printed_above_the_progress_bars_not_into_th
     assert not [line for line in warnings if "━" in line], "a log line was glued onto a bar"
     assert any("━" in line for line in lines), "the bars were shown"
     assert "bars.mp4" in text and "gone.mp4: file not found" in text   # the summary
+
+
+def test_a_reader_without_redis_says_what_to_start(tmp_path):
+    # no config, no --redis-url, nothing on the embedded port: run was never started
+    config = tmp_path / "c.toml"
+    config.write_text("[redis]\nembedded_port = 1\n")
+    result = cli("streams", "--config", str(config))
+    assert result.returncode == 2
+    assert "is `deepfake-detector run` running?" in result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+def test_version_and_a_closed_pipe(redis_server, redis_client):
+    version = cli("--version")
+    assert version.returncode == 0 and version.stdout.startswith("deepfake-detector ")
+    # given more rows than a pipe holds, when the reader stops after one line (`| head -1`)
+    redis_client.hset("deepfake:streams", mapping={
+        f"cam{i:05d}": json.dumps({"status": "running", "frames_scored": 1, "verdict": "REAL",
+                                   "source": "x" * 200}) for i in range(3000)})
+    streams = subprocess.Popen([sys.executable, "-m", "app.cli", "streams", "--json",
+                                "--redis-url", redis_server.url],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert json.loads(streams.stdout.readline())["stream_id"] == "cam00000"
+    streams.stdout.close()
+    stderr = streams.stderr.read().decode()
+    # then it stops quietly, like cat or grep
+    assert streams.wait(30) == 141
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
