@@ -29,6 +29,7 @@ from detector.identifiers import stream_id_problem
 from detector.inflight import InFlightLedger
 from detector.metrics import PipelineMetrics, ServiceCounts, StreamCounts
 from detector.redis_keys import RedisKeys
+from detector.publish_queue import PublishQueue
 from detector.redis_sink import RedisSink
 from detector.worker import (
     WorkerEndpoints,
@@ -84,7 +85,7 @@ class Service:
         self.endpoints: WorkerEndpoints | None = None
         self.collector: Collector | None = None
         self.hub: ProducerHub | None = None
-        self.sink: RedisSink | None = None
+        self.sink: PublishQueue | None = None
         self.metrics: PipelineMetrics | None = None
         self.ledger: InFlightLedger | None = None
         self.keyring: WorkerKeyring | None = None
@@ -108,7 +109,9 @@ class Service:
             self.redis_url = self._embedded.url
         try:
             client = connect(self.redis_url, self.config.redis.socket_timeout_s)
-            self.sink = RedisSink(client, self.keys, self.config.redis.history_maxlen)
+            # Writes go through a bounded queue: a stalled Redis never holds up result intake.
+            self.sink = PublishQueue(RedisSink(client, self.keys, self.config.redis.history_maxlen),
+                                     max_scores=self.config.redis.publish_queue)
             self.ledger = InFlightLedger()
             self.collector = Collector(
                 self.sink, threshold, self.config.scoring.window,
@@ -280,6 +283,8 @@ class Service:
         self._stop.set()
         for thread in self._threads:
             thread.join(5)
+        if self.sink is not None:
+            self.sink.close(timeout_s=min(timeout_s, 10.0))
         if self.metrics is not None:
             self.metrics.close()
         for sock in (self._frames_socket, self._results_socket):
@@ -348,6 +353,7 @@ class Service:
                     "worker_restarts": sum(w.restarts for w in self._workers),
                     "results_rejected": self.collector.results_rejected,
                     "frames_resent": self.ledger.resent,
+                    "scores_shed": self.sink.shed,
                     "frames_endpoint": self.endpoints.frames if self.endpoints else None,
                 })
 

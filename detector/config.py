@@ -41,6 +41,7 @@ class RedisConfig:
     # ended; its history, latest score and thumbnail expire then too.
     finished_ttl_s: float = field(default=3600.0, metadata=_rule(ge=0))
     socket_timeout_s: float = field(default=5.0, metadata=_rule(gt=0))
+    publish_queue: int = field(default=1000, metadata=_rule(ge=1))
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """Writes the Redis contract (docs/redis.md): score channel, latest state, history, stream list.
 
 A Redis outage never stops the service: writes fail fast, the outage is logged once, and
-publishing resumes when Redis answers again. Nothing is queued meanwhile (bounded memory).
+publishing resumes when Redis answers again. The service puts a bounded queue in front of it
+(detector/publish_queue.py), so a stalled Redis never holds up scoring.
 """
 
 from __future__ import annotations

@@ -52,6 +52,7 @@ def test_injected_results_are_dropped_and_counted(make_config, redis_server, red
         assert state.done.wait(120)
         wait_until(lambda: service.collector.results_rejected >= n_forged, 10,
                    message="every forged result counted")
+        assert service.sink.flush(10)  # Redis writes are queued (detector/publish_queue.py)
         # then only the real results were scored, once each
         assert state.status == "finished" and state.frames_scored == 40
         assert set(redis_client.hkeys("deepfake:streams")) == {b"long"}

@@ -46,6 +46,7 @@ def test_a_lost_worker_costs_no_frame_and_scores_none_twice(
         # then every file finishes with each sampled frame scored exactly once
         for state in states:
             assert state.done.wait(180), f"{state.stream_id} did not finish: {state.status}"
+        assert service.sink.flush(10)  # Redis writes are queued (detector/publish_queue.py)
         expected = set(range(0, FRAMES_PER_FILE, STRIDE))
         for state in states:
             assert state.status == "finished", (state.stream_id, state.error)
