@@ -91,9 +91,11 @@ class FileSource:
             raise SourceError(f"{self.path}: not a video file (no decodable frame)")
 
     def close(self) -> None:
+        """Close the file and drop the stream too: its codec context owns FFmpeg's decoder
+        threads, which live as long as anything holds it."""
         if self._container is not None:
-            self._container.close()
-            self._container = None
+            container, self._container, self._stream = self._container, None, None
+            container.close()
 
 
 def _reason(exc: Exception) -> str:

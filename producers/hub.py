@@ -155,7 +155,16 @@ class ProducerHub:
         handle.buffer.close()
         if handle.thread is not None:
             handle.thread.join(timeout_s)
+        self._drop(handle)
         return True
+
+    def _drop(self, handle: StreamHandle) -> None:
+        """Forget a handle whose reader has ended: it holds the source (and its decoder)."""
+        if handle.thread is not None and handle.thread.is_alive():
+            return  # a reader stuck in a read; dropped when a later add or remove finds it done
+        with self._lock:
+            if self._streams.get(handle.source.stream_id) is handle:
+                del self._streams[handle.source.stream_id]
 
     def handles(self) -> list[StreamHandle]:
         with self._lock:
