@@ -14,6 +14,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from app.image_header import image_size
 from detector.errors import SourceError
 from detector.frame_scorer import FrameScorer
 from detector.sampling import is_sampled, spread_evenly
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".webm", ".mkv", ".avi")
 MAX_UPLOAD_FRAMES = 48   # frames scored per uploaded video, spread over its length
+MAX_UPLOAD_DECODED_FRAMES = 10_000  # a longer upload is scored on its first 10 000 frames
 MAX_CROPS_SHOWN = 6
 SCORE_BATCH = 8
 
@@ -126,46 +128,98 @@ def decode_contents(contents: str) -> bytes:
 
 
 def read_frames(check: UploadCheck, data: bytes, stride: int,
-                max_frames: int = MAX_UPLOAD_FRAMES) -> list[tuple[int, np.ndarray]]:
+                max_frames: int = MAX_UPLOAD_FRAMES, max_pixels: int = 40_000_000,
+                max_decoded_frames: int = MAX_UPLOAD_DECODED_FRAMES) -> list[tuple[int, np.ndarray]]:
     """Decode the frames to score: the image, or every ``stride``-th video frame, at most
-    ``max_frames`` spread over the video.
+    ``max_frames`` spread over the video's first ``max_decoded_frames`` frames.
+
+    The image size (and a video's frame size) is read from the header first and refused above
+    ``max_pixels``; a video is decoded only up to its last wanted frame, and only wanted frames
+    are converted to pixels, so neither a decompression bomb nor 100 000 tiny frames cost more
+    than the frames that are scored.
 
     Returns:
         ``(frame_index, (h, w, 3) uint8 BGR)`` pairs in order.
     Raises:
-        SourceError: the bytes do not decode; the message names the uploaded file only.
+        SourceError: too many pixels, or the bytes do not decode; the message names the
+            uploaded file only.
     """
     if check.kind == "image":
+        size = image_size(data)
+        if size is None:
+            raise SourceError(f"{check.filename}: not a readable image")  # no size in its header
+        _check_pixels(check.filename, size, max_pixels)
         image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
         if image is None:
             raise SourceError(f"{check.filename}: not a readable image")
+        _check_pixels(check.filename, (image.shape[1], image.shape[0]), max_pixels)
         return [(0, image)]
-    from producers.file_source import FileSource
-
     with tempfile.TemporaryDirectory(prefix="deepfake-upload-") as folder:
-        path = Path(folder) / check.filename
+        path = Path(folder) / "upload"
         path.write_bytes(data)
-        source = FileSource(path)
-        try:
-            source.open()
-            wanted = None
-            if source.frame_count_hint:
-                indices = [i for i in range(source.frame_count_hint) if is_sampled(i, stride)]
-                wanted = set(spread_evenly(indices, max_frames))
-            frames = []
-            for frame in source.frames():
-                if not is_sampled(frame.frame_index, stride):
-                    continue
-                if wanted is None or frame.frame_index in wanted:
-                    frames.append((frame.frame_index, frame.image_bgr))
-        except SourceError as exc:
-            raise SourceError(str(exc).replace(str(path), check.filename)) from None
-        finally:
-            source.close()
-    if len(frames) > max_frames:   # the container gave no frame count
-        keep = set(spread_evenly([index for index, _ in frames], max_frames))
-        frames = [(index, image) for index, image in frames if index in keep]
+        frames, _ = decode_sampled(path, check.filename, stride, max_frames, max_pixels,
+                                   max_decoded_frames)
     return frames
+
+
+def _check_pixels(filename: str, size: tuple[int, int], max_pixels: int) -> None:
+    width, height = size
+    if width * height > max_pixels:
+        raise SourceError(f"{filename}: {width}×{height} pixels is over the limit of "
+                          f"{max_pixels:,} pixels (dashboard.max_upload_pixels)")
+
+
+def decode_sampled(path: Path, filename: str, stride: int, max_frames: int, max_pixels: int,
+                   max_decoded_frames: int) -> tuple[list[tuple[int, np.ndarray]], int]:
+    """A video file's wanted frames and how many frames were decoded to get them.
+
+    The frame count comes from the container, else from counting packets (no decoding); the
+    wanted frames are ``max_frames`` sampled indices spread over the first
+    ``max_decoded_frames`` frames; decoding stops after the last of them.
+
+    Raises:
+        SourceError: not a video, frames over ``max_pixels``, or decoding failed.
+    """
+    import av
+
+    try:
+        container = av.open(str(path), mode="r")
+    except (av.error.FFmpegError, UnicodeDecodeError, OSError):
+        raise SourceError(f"{filename}: not a readable video") from None
+    try:
+        if not container.streams.video:
+            raise SourceError(f"{filename}: not a readable video (no video stream)")
+        stream = container.streams.video[0]
+        _check_pixels(filename, (stream.codec_context.width, stream.codec_context.height),
+                      max_pixels)
+        count = stream.frames or 0
+        if not count:
+            count = sum(1 for packet, _ in zip(container.demux(stream), range(max_decoded_frames))
+                        if packet.size)
+            container.seek(0)
+        count = min(count, max_decoded_frames)
+        wanted = set(spread_evenly([i for i in range(count) if is_sampled(i, stride)], max_frames))
+        last_wanted = max(wanted) if wanted else -1
+        stream.thread_type = "AUTO"
+        frames: list[tuple[int, np.ndarray]] = []
+        decoded = 0
+        try:
+            for frame in container.decode(stream):
+                index, decoded = decoded, decoded + 1
+                if index in wanted:
+                    if frame.width * frame.height > max_pixels:
+                        _check_pixels(filename, (frame.width, frame.height), max_pixels)
+                    frames.append((index, frame.to_ndarray(format="bgr24")))
+                if index >= last_wanted:
+                    break
+        except av.error.FFmpegError:
+            if not frames:
+                raise SourceError(f"{filename}: not a readable video (decoding failed)") from None
+        if not frames:
+            raise SourceError(f"{filename}: not a readable video (no decodable frame)")
+        return frames, decoded
+    finally:
+        container.close()
 
 
 def score_frames(scorer: FrameScorer, check: UploadCheck, frames: Sequence[tuple[int, np.ndarray]],
@@ -274,8 +328,9 @@ class UploadScorer:
             ModelError: the model could not be loaded.
         """
         check = check_upload(filename, contents, self.max_bytes)
-        frames = read_frames(check, decode_contents(contents), self.config.sampling.stride)
         scorer, threshold = self.scorer(), self.threshold
-        with self._lock:   # one upload at a time through the shared model
+        with self._lock:   # one upload at a time: decoding too, so two cannot add up in memory
+            frames = read_frames(check, decode_contents(contents), self.config.sampling.stride,
+                                 max_pixels=self.config.dashboard.max_upload_pixels)
             return score_frames(scorer, check, frames, threshold)
 

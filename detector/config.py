@@ -142,6 +142,7 @@ class DashboardConfig:
     port: int = field(default=8050, metadata=_rule(ge=1, le=65535))
     thumbnail_interval_s: float = field(default=1.0, metadata=_rule(gt=0))
     max_upload_mb: float = field(default=200.0, metadata=_rule(gt=0))
+    max_upload_pixels: int = field(default=40_000_000, metadata=_rule(ge=1))  # per image or frame
     keep_live_frame: bool = True  # keep each live stream's latest thumbnail frame, unannotated
 
 

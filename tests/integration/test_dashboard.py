@@ -280,8 +280,14 @@ def test_an_uploaded_video_gets_a_verdict_and_a_per_frame_chart(
     ("clip.mp4", b"this is not a video at all", "not a readable video"),
     ("big.mp4", b"\0" * 1_500_000, "the limit is 1 MB"),
     ("photo.png", b"\x89PNG\r\n\x1a\n" + b"\0" * 64, "not a readable image"),
+    # a decompression bomb: 40000×40000 declared in 100 bytes, refused from its header
+    ("bomb.png", None, "40000×40000 pixels is over the limit"),
 ])
 def test_a_bad_upload_shows_a_clear_message(live_page, tmp_path, screenshot_dir, name, content, message):
+    if content is None:
+        from tests.unit.test_upload import png_header
+
+        content = png_header(40000, 40000)
     path = tmp_path / name
     path.write_bytes(content)
     upload(live_page, path)

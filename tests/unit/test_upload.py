@@ -154,3 +154,58 @@ def test_the_upload_scorer_scores_a_face_video_and_explains_its_crops(make_confi
     overlays = scorer.explain(result.crops[:2])
     assert [crop for crop, _ in overlays] == list(result.crops[:2])
     assert all(overlay.shape == (64, 64, 3) for _, overlay in overlays)
+
+
+def png_header(width: int, height: int) -> bytes:
+    """The first bytes of a PNG that declares ``width``×``height`` (what a bomb looks like)."""
+    import struct
+    import zlib
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    chunk = b"IHDR" + ihdr
+    return (b"\x89PNG\r\n\x1a\n" + struct.pack(">I", len(ihdr)) + chunk
+            + struct.pack(">I", zlib.crc32(chunk)) + b"\0" * 64)
+
+
+def _encoded(extension: str, width: int, height: int) -> bytes:
+    return cv2.imencode(extension, np.zeros((height, width, 3), np.uint8))[1].tobytes()
+
+
+@pytest.mark.parametrize("extension", [".png", ".jpg", ".bmp", ".webp"])
+def test_image_size_is_read_from_the_header(extension):
+    from app.image_header import image_size
+
+    assert image_size(_encoded(extension, 37, 21)) == (37, 21)
+
+
+@pytest.mark.parametrize("data", [b"", b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"BM", b"RIFF....WEBP", b"GIF89a"])
+def test_image_size_of_a_truncated_or_unknown_header_is_none(data):
+    from app.image_header import image_size
+
+    assert image_size(data) is None
+
+
+def test_a_decompression_bomb_is_refused_from_its_header_before_decoding():
+    # 30000×30000 declared in a few bytes; decoding it would take 2.7 GB
+    with pytest.raises(SourceError, match="30000×30000 pixels is over the limit of 40,000,000"):
+        read_frames(UploadCheck("bomb.png", "image", 100), png_header(30000, 30000), stride=1)
+
+
+def test_the_pixel_limit_is_a_setting():
+    png = _encoded(".png", 100, 50)
+    with pytest.raises(SourceError, match="dashboard.max_upload_pixels"):
+        read_frames(UploadCheck("x.png", "image", len(png)), png, stride=1, max_pixels=4999)
+    assert read_frames(UploadCheck("x.png", "image", len(png)), png, stride=1, max_pixels=5000)
+
+
+def test_a_long_video_is_decoded_only_up_to_its_last_wanted_frame(tmp_path):
+    from app.upload import decode_sampled
+    from producers.synthetic import write_video
+
+    path = write_video(tmp_path / "long.mp4", 600, 64, 48, with_face=False)
+    frames, decoded = decode_sampled(path, "long.mp4", stride=4, max_frames=5, max_pixels=10**6,
+                                     max_decoded_frames=200)
+    assert len(frames) == 5 and decoded <= 200
+    assert [index for index, _ in frames][-1] == decoded - 1  # stopped right after the last
+    with pytest.raises(SourceError, match="64×48 pixels is over the limit"):
+        decode_sampled(path, "long.mp4", 4, 5, max_pixels=1000, max_decoded_frames=200)
