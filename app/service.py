@@ -324,38 +324,48 @@ class Service:
         return {w.worker_id: w.process.pid for w in self._workers}
 
     def _supervise(self) -> None:
-        last_heartbeat = 0.0
+        """Restart dead workers and write the heartbeat, every 0.5 s, whatever goes wrong."""
+        state = {"last_heartbeat": 0.0}
         while not self._stop.wait(0.5):
             if self._worker_stop.is_set():
                 continue
-            self._refresh_producer_counters()
-            for i, worker in enumerate(self._workers):
-                if worker.process.is_alive():
-                    continue
-                code = worker.process.exitcode
-                started_recently = time.monotonic() - worker.started_s < 60
-                if code == 2 and started_recently:
-                    self._worker_start_failures += 1
-                log.warning("worker %s (pid %s) exited with code %s; restarting it",
-                            worker.worker_id, worker.process.pid, code)
-                if self._worker_start_failures >= WORKER_START_FAILURES_LIMIT:
-                    self._give_up("workers cannot start (see the log above); stopping")
+            try:
+                if self._supervise_once(state):
                     return
-                self._workers[i] = self._spawn_worker(worker.worker_id, worker.restarts + 1)
-                if self.hub is not None:
-                    self.hub.worker_lost()
-            now = time.monotonic()
-            if now - last_heartbeat >= HEARTBEAT_INTERVAL_S and self.sink is not None:
-                last_heartbeat = now
-                self.sink.heartbeat({
-                    "workers": self.workers_alive(),
-                    "workers_ready": self.workers_ready(),
-                    "worker_restarts": sum(w.restarts for w in self._workers),
-                    "results_rejected": self.collector.results_rejected,
-                    "frames_resent": self.ledger.resent,
-                    "scores_shed": self.sink.shed,
-                    "frames_endpoint": self.endpoints.frames if self.endpoints else None,
-                })
+            except Exception:  # noqa: BLE001 - supervision outlives any one failure
+                log.exception("supervisor: one round failed; going on")
+
+    def _supervise_once(self, state: dict) -> bool:
+        """One round of :meth:`_supervise`; True when the service gave up."""
+        self._refresh_producer_counters()
+        for i, worker in enumerate(self._workers):
+            if worker.process.is_alive():
+                continue
+            code = worker.process.exitcode
+            started_recently = time.monotonic() - worker.started_s < 60
+            if code == 2 and started_recently:
+                self._worker_start_failures += 1
+            log.warning("worker %s (pid %s) exited with code %s; restarting it",
+                        worker.worker_id, worker.process.pid, code)
+            if self._worker_start_failures >= WORKER_START_FAILURES_LIMIT:
+                self._give_up("workers cannot start (see the log above); stopping")
+                return True
+            self._workers[i] = self._spawn_worker(worker.worker_id, worker.restarts + 1)
+            if self.hub is not None:
+                self.hub.worker_lost()
+        now = time.monotonic()
+        if now - state["last_heartbeat"] >= HEARTBEAT_INTERVAL_S and self.sink is not None:
+            state["last_heartbeat"] = now
+            self.sink.heartbeat({
+                "workers": self.workers_alive(),
+                "workers_ready": self.workers_ready(),
+                "worker_restarts": sum(w.restarts for w in self._workers),
+                "results_rejected": self.collector.results_rejected,
+                "frames_resent": self.ledger.resent,
+                "scores_shed": self.sink.shed,
+                "frames_endpoint": self.endpoints.frames if self.endpoints else None,
+            })
+        return False
 
     def _give_up(self, reason: str) -> None:
         self.fatal_error = reason

@@ -10,6 +10,7 @@ from typing import Any
 
 import redis
 
+from detector.identifiers import escape_text
 from detector.redis_keys import RedisKeys
 from detector.redis_sink import record_expired
 from detector.scoring import PENDING, unscored_verdict
@@ -138,9 +139,12 @@ class StreamTable:
         for row in sorted(self.rows.values(), key=lambda r: r.stream_id):
             cells = row.cells()
             style = {"FAKE": "bold red", "REAL": "green", "FAILED": "red"}.get(row.verdict, "dim")
-            table.add_row(*cells[:3], Text(cells[3], style=style), *cells[4:])
+            # Text, not str: a cell from Redis is shown as written, never read as rich markup
+            texts = [Text(escape_text(cell)) for cell in cells]
+            texts[3].stylize(style)
+            table.add_row(*texts)
             if row.error:
-                reasons.append(Text(f"{row.stream_id}: {row.error}", style="dim"))
+                reasons.append(Text(escape_text(f"{row.stream_id}: {row.error}"), style="dim"))
         return Group(table, *reasons) if reasons and with_reasons else table
 
 
@@ -152,7 +156,7 @@ def _line(row: StreamRow) -> str:
     stream, status, score, verdict_text, fps, scored, drops, latency = row.cells()
     line = (f"{time.strftime('%H:%M:%S')} {stream} {status} score {score} {verdict_text} "
             f"fps {fps} scored {scored} drops {drops} latency {latency}")
-    return line + (f" error: {row.error}" if row.error else "")
+    return escape_text(line + (f" error: {row.error}" if row.error else ""))  # one line, always
 
 
 def run_watch(redis_url: str, prefix: str, once: bool = False, duration_s: float | None = None,
@@ -193,7 +197,7 @@ def run_watch(redis_url: str, prefix: str, once: bool = False, duration_s: float
             console.print(table.render(title, with_reasons=False))
             for row in sorted(table.rows.values(), key=lambda r: r.stream_id):
                 if row.error:  # whole, on one line each, however narrow the console
-                    console.print(f"{row.stream_id}: {row.error}", soft_wrap=True, markup=False,
+                    console.print(escape_text(f"{row.stream_id}: {row.error}"), soft_wrap=True, markup=False,
                                   highlight=False)
         return 0
     if as_lines:

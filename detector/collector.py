@@ -430,6 +430,9 @@ class Collector:
             now = time.monotonic()
             if now - last_refresh >= 1.0:
                 last_refresh = now
-                self.check_timeouts()
-                self.publish_counters()
+                try:
+                    self.check_timeouts()
+                    self.publish_counters()
+                except Exception:  # noqa: BLE001 - the refresh must never end result intake
+                    log.exception("collector: refreshing stream status failed; going on")
                 self.expire_finished()

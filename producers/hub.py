@@ -242,24 +242,33 @@ class ProducerHub:
         poller = zmq.Poller()
         poller.register(self._socket, zmq.POLLOUT)
         while not self._stop.is_set():
-            sent_any = self._resend_overdue(poller)
-            for handle in self.handles():
-                if handle.source.is_live:
-                    if not self._has_credit(handle):
-                        continue
-                elif self.ledger.open_count(handle.source.stream_id) >= self._file_max_in_flight:
-                    continue
-                message = handle.buffer.get_nowait()
-                if message is None:
-                    continue
-                self.ledger.sent(message, keep=not handle.source.is_live)
-                if self._send(poller, message):
-                    handle.counters.frames_sent += 1
-                    sent_any = True
-                    self._live_thumbnail_sent(handle, message)
+            try:
+                sent_any = self._send_round(poller)
+            except Exception:  # noqa: BLE001 - the one sender thread must outlive any failure
+                log.exception("sender: one round failed; going on")
+                sent_any = False
             if not sent_any:
                 self._wakeup.wait(0.05)
                 self._wakeup.clear()
+
+    def _send_round(self, poller: zmq.Poller) -> bool:
+        """Overdue resends, then at most one frame of each stream that has credit."""
+        sent_any = self._resend_overdue(poller)
+        for handle in self.handles():
+            if handle.source.is_live:
+                if not self._has_credit(handle):
+                    continue
+            elif self.ledger.open_count(handle.source.stream_id) >= self._file_max_in_flight:
+                continue
+            message = handle.buffer.get_nowait()
+            if message is None:
+                continue
+            self.ledger.sent(message, keep=not handle.source.is_live)
+            if self._send(poller, message):
+                handle.counters.frames_sent += 1
+                sent_any = True
+                self._live_thumbnail_sent(handle, message)
+        return sent_any
 
     def _send(self, poller: zmq.Poller, message: FrameMessage) -> bool:
         parts = message.encode()

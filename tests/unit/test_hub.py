@@ -109,3 +109,25 @@ def test_only_live_thumbnail_frames_are_handed_over_once_sent(pool_sockets, live
         assert all(m.image_bgr is not None for m in kept)
     else:
         assert kept == []
+
+
+@pytest.mark.timeout(30)
+def test_the_sender_survives_a_failing_round(pool_sockets, caplog):
+    push, pull, hubs = pool_sockets
+    calls = {"n": 0}
+
+    def scored_count(stream_id):
+        calls["n"] += 1
+        if calls["n"] <= 3:
+            raise RuntimeError("boom")  # a bug anywhere in one sending round
+        return 10**6
+
+    hub = ProducerHub(push, lambda *args: None, scored_count=scored_count)
+    hub.reader_loops[True] = make_live_reader(SourcesConfig(reconnect_min_s=0.01))
+    hubs.append(hub)
+    # given a sender whose first rounds fail
+    hub.add(ScriptedSource(["forever"]), stride=1)
+    # then it logs them and goes on sending
+    wait_until(lambda: pull.poll(100), 10, message="a frame after the failing rounds")
+    assert "sender: one round failed" in caplog.text
+    assert hub._sender.is_alive()
