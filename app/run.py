@@ -60,7 +60,7 @@ def run_service(config: Config, exit_when_done: bool = False, extra_urls: list[s
             try:
                 attach(stream_id, url, stride)
             except DetectorError as exc:
-                log.error("stream %s not started: %s", stream_id, exc)
+                # Registered as failed below; the collector logs that once.
                 try:
                     kind = "file" if source_kind(url) == "file" else "live"
                 except SourceError:

@@ -186,6 +186,7 @@ def test_a_stream_without_scored_frames_is_failed_or_pending_never_no_face(
     result = cli("run", "--config", str(config), "--redis-url", redis_server.url,
                  "--url", str(tmp_path / "gone.mp4"), "--exit-when-done")
     assert result.returncode == 1, result.stderr
+    assert result.stderr.count("file not found") == 1, result.stderr   # logged once
     record = json.loads(redis_client.hget("deepfake:streams", "gone"))
     assert record["status"] == "failed" and record["frames_scored"] == 0
     assert record["verdict"] == "FAILED" and record["label"] == "FAILED"
