@@ -11,7 +11,7 @@ from typing import Sequence
 
 from detector.config import Config, load_config, with_overrides
 from detector.errors import ConfigError, DetectorError, RedisUnavailableError
-from detector.logs import LOG_FORMAT, EscapingFormatter
+from detector.logs import LOG_FORMAT, EscapingFormatter, stderr_console
 
 log = logging.getLogger("deepfake_detector")
 
@@ -385,18 +385,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def stderr_console():
-    """The one rich console on stderr: logs and progress bars share it, so that a log line is
-    printed above the bars instead of through them."""
-    global _STDERR_CONSOLE
-    if _STDERR_CONSOLE is None:
-        from rich.console import Console
-
-        _STDERR_CONSOLE = Console(stderr=True)
-    return _STDERR_CONSOLE
-
-
-_STDERR_CONSOLE = None
 
 
 def log_level(verbosity: int, quiet: bool) -> int:

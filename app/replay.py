@@ -16,6 +16,7 @@ from typing import Any, Sequence
 
 from detector.collector import StreamState
 from detector.config import Config
+from detector.logs import stderr_console
 from detector.redis_keys import SCHEMA_VERSION
 from detector.sampling import sampled_count
 from detector.scoring import verdict
@@ -196,7 +197,7 @@ def run_replay(config: Config, paths: Sequence[str], *, ids: Sequence[str] | Non
 
     items = plan_items(paths, ids)
     check_outputs(report_path, csv_path, frames_csv_path)
-    console = console or Console(stderr=True)
+    console = console or stderr_console()
     show_progress = console.is_terminal if show_progress is None else show_progress
     service = Service(config, redis_url=redis_url, keep_frames=True)
     interrupted = threading.Event()

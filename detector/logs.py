@@ -22,6 +22,21 @@ class EscapingFormatter(logging.Formatter):
         return super().formatMessage(record)
 
 
+_STDERR_CONSOLE = None
+
+
+def stderr_console():
+    """The one rich console on stderr of this process: log lines (the CLI's handler on a
+    terminal) and progress bars (replay, prepare) share it, so that a log line is printed above
+    the bars instead of into them, and no bar lands on stdout."""
+    global _STDERR_CONSOLE
+    if _STDERR_CONSOLE is None:
+        from rich.console import Console
+
+        _STDERR_CONSOLE = Console(stderr=True)
+    return _STDERR_CONSOLE
+
+
 def configure_logging(level: int, stream: TextIO | None = None) -> None:
     """Configure the root logger of this process; like ``logging.basicConfig``, a no-op where
     it already has handlers (a test's log capture)."""

@@ -314,8 +314,11 @@ def _progress(show: bool):
         TimeRemainingColumn,
     )
 
+    from detector.logs import stderr_console
+
+    # On stderr, shared with the log handler: `prepare > summary.txt` keeps only the summary.
     return Progress("[progress.description]{task.description}", BarColumn(),
-                    MofNCompleteColumn(), TimeRemainingColumn())
+                    MofNCompleteColumn(), TimeRemainingColumn(), console=stderr_console())
 
 
 TRAIN_SETTINGS = CacheSettings(frames_per_video=32, all_faces=False)

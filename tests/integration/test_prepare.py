@@ -94,3 +94,11 @@ def test_prepare_without_training_data_says_where_it_looked(tmp_path, haar):
     with pytest.raises(FileNotFoundError, match="train/real not found"):
         prepare_training_data(tmp_path / "nowhere", tmp_path / "cache", tmp_path / "s.csv", haar,
                               show_progress=False)
+
+
+def test_prepare_progress_goes_to_stderr_not_stdout(data_root, tmp_path, haar, capsys):
+    prepare_training_data(data_root, tmp_path / "cache", tmp_path / "m.split.csv", haar,
+                          holdout_fraction=0.0, include_dev=False, show_progress=True)
+    captured = capsys.readouterr()
+    assert "━" not in captured.out and "train" not in captured.out
+    assert "━" in captured.err
