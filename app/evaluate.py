@@ -335,9 +335,12 @@ def run_evaluate(
         "items": [i.to_json() for i in items],
     }
     if report_path is not None:
+        from app.outputs import write_output
+
         report_path = Path(report_path)
         report_path.parent.mkdir(parents=True, exist_ok=True)
-        report_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        # A folder that vanished or filled up keeps the results, in a named fallback file.
+        report_path = write_output(report_path, json.dumps(report, indent=2) + "\n", "report")
     print(format_table(metrics, f"{card.name} {card.version}"))
     print(f"{len(items)} items in {elapsed:.1f} s" +
           (f"; report written to {report_path}" if report_path else ""))

@@ -187,7 +187,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
     if args.report is not None:
         from app.outputs import check_output_path
 
-        check_output_path(Path(args.report), "--report")
+        check_output_path(Path(args.report), "--report", create_folder=True)
     _import_tensorflow_quietly()
     if not args.yunet_model and not config.resolve_path(config.faces.yunet_model).is_file() \
             and SHARED_YUNET.is_file():

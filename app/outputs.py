@@ -14,22 +14,30 @@ from detector.errors import ConfigError
 log = logging.getLogger(__name__)
 
 
-def check_output_path(path: Path, flag: str) -> Path:
+def check_output_path(path: Path, flag: str, create_folder: bool = False) -> Path:
     """Refuse an output path that cannot be written, before the work that fills it.
 
     Args:
         path: the file a report will be written to (created or replaced).
         flag: the option that named it, for the message (``--report``).
+        create_folder: create a missing folder now (``evaluate --report reports/x.json``, as
+            documented) instead of refusing it.
     Returns:
         ``path``.
     Raises:
-        ConfigError: ``path`` is a folder, its folder does not exist or is not a folder, or
-            it cannot be written.
+        ConfigError: ``path`` is a folder, its folder does not exist (and is not to be
+            created, or cannot be) or is not a folder, or it cannot be written.
     """
     path = Path(path)
     if path.is_dir():
         raise ConfigError(f"{flag} {path} is a folder; give a file name, e.g. {path / 'report'}")
     folder = path.parent if str(path.parent) else Path(".")
+    if not folder.exists() and create_folder:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"{flag} {path}: cannot create folder {folder} "
+                              f"({exc.strerror or exc})") from None
     if not folder.exists():
         raise ConfigError(f"{flag} {path}: folder {folder} does not exist")
     if not folder.is_dir():

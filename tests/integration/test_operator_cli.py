@@ -170,13 +170,17 @@ def test_streams_table_is_titled_streams(redis_server, redis_client):
     assert "streams" in result.stdout.splitlines()[0]
 
 
-def test_evaluate_refuses_a_report_path_in_a_missing_folder_before_loading_the_model(tmp_path):
+def test_evaluate_refuses_an_unwritable_report_path_before_loading_the_model(tmp_path):
     labels = tmp_path / "labels.csv"
     labels.write_text("path,label\na.png,real\n")
-    result = cli("evaluate", "--labels", str(labels), "--report", str(tmp_path / "no" / "r.json"),
-                 cwd=tmp_path)
+    (tmp_path / "file").write_text("")
+    report = tmp_path / "file" / "sub" / "r.json"
+    result = cli("evaluate", "--labels", str(labels), "--report", str(report), cwd=tmp_path)
     assert result.returncode == 2
-    assert result.stderr == f"error: --report {tmp_path / 'no' / 'r.json'}: folder {tmp_path / 'no'} does not exist\n"
+    assert result.stderr.startswith(f"error: --report {report}: cannot create folder {report.parent}")
+    assert result.stderr.count("\n") == 1
+    result = cli("evaluate", "--labels", str(labels), "--report", str(tmp_path), cwd=tmp_path)
+    assert result.returncode == 2 and "is a folder" in result.stderr
 
 
 def test_a_stream_without_scored_frames_is_failed_or_pending_never_no_face(
