@@ -128,8 +128,8 @@ def cmd_keys(args: argparse.Namespace) -> int:
 def cmd_attach(args: argparse.Namespace) -> int:
     from app.control import send_request
     from detector.embedded_redis import connect
-    from detector.url_mask import mask_url
     from detector.redis_keys import RedisKeys
+    from detector.url_mask import mask_url
     from producers.factory import check_source
     from producers.file_source import stream_id_for_path
 

@@ -21,9 +21,9 @@ from consumers.dashboard import create_app
 from consumers.dashboard.layout import REFRESH_INTERVAL_MS
 from consumers.dashboard.services import DashboardServices
 from detector.config import Config
-from detector.url_mask import mask_url
 from detector.errors import DetectorError
 from detector.redis_keys import RedisKeys
+from detector.url_mask import mask_url
 from producers.factory import check_source
 
 log = logging.getLogger(__name__)

@@ -9,8 +9,8 @@ import threading
 from app.control import ControlServer
 from app.service import Service
 from detector.config import Config
-from detector.url_mask import mask_url
 from detector.errors import DetectorError, SourceError
+from detector.url_mask import mask_url
 from producers.factory import check_source, make_source, source_kind
 from producers.file_source import stream_id_for_path
 

@@ -11,9 +11,9 @@ from typing import Callable
 from urllib.parse import urlsplit
 
 from detector.config import Config
-from detector.url_mask import mask_url
 from detector.errors import SourceError
 from detector.identifiers import shown, url_problem
+from detector.url_mask import mask_url
 from producers.base import Source
 from producers.file_source import FileSource, check_video_file
 from producers.rtsp_source import make_rtsp_source

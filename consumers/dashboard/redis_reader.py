@@ -10,11 +10,11 @@ from typing import Any, Mapping
 
 import redis
 
-from detector.url_mask import mask_url
 from detector.errors import RedisUnavailableError
 from detector.redis_keys import RedisKeys
 from detector.redis_sink import record_expired
 from detector.scoring import unscored_verdict
+from detector.url_mask import mask_url
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,6 @@
 """Output paths named on the command line: checked before the work, never lost after it."""
 
 import logging
-from pathlib import Path
 
 import pytest
 
