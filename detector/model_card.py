@@ -140,7 +140,9 @@ def load_model_card(path: Path) -> ModelCard:
     """
     path = Path(path)
     if not path.is_file():
-        raise ModelError(f"model card {path} not found")
+        where = "" if path.is_absolute() else f" in {Path.cwd()}"
+        raise ModelError(f"model card {path} not found{where}: run deepfake-detector from the "
+                         "project folder, or set model.dir / model.name (--config, --model)")
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:

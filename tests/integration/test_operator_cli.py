@@ -448,3 +448,10 @@ def test_version_and_a_closed_pipe(redis_server, redis_client):
     # then it stops quietly, like cat or grep
     assert streams.wait(30) == 141
     assert "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
+
+
+def test_run_outside_the_project_folder_says_where_the_model_was_looked_for(tmp_path):
+    result = cli("replay", "x.mp4", cwd=tmp_path)
+    assert result.returncode == 2
+    assert f"model card models/sbi_b0.toml not found in {tmp_path}" in result.stderr
+    assert "project folder" in result.stderr and result.stderr.count("\n") == 1
