@@ -81,10 +81,10 @@ def run_demo(config: Config, frames: int = 240) -> int:
             _print_row(pending[index])
         pubsub.close()
         final = service.collector.status_record(state)
-        video_score = final.get("video_score")
+        video_score = final.video_score
         shown = "— (no face)" if video_score is None else f"{float(video_score):.3f}"
         print(f"demo finished: {state.frames_scored} frames scored, video score "
-              f"{shown}, label {final.get('label')} "
+              f"{shown}, label {final.label} "
               "(the demo face is a real photograph)", flush=True)
         if latencies_ms:
             print(f"latency: first frame {latencies_ms[0]:.0f} ms, last {latencies_ms[-1]:.0f} ms, "

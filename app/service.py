@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import zmq
 
-from detector.collector import TERMINAL_STATUSES, Collector, StreamState
+from detector.collector import Collector, StreamState
 from detector.config import Config
 from detector.curve import (
     AUTHORIZED_DIR, CurveKeys, WorkerKeyring, check_exposure, load_server_keys, make_curve_server,
@@ -28,6 +28,7 @@ from detector.errors import DetectorError, ModelError, SourceError
 from detector.identifiers import stream_id_problem
 from detector.inflight import InFlightLedger
 from detector.metrics import PipelineMetrics, ServiceCounts, StreamCounts
+from detector.records import TERMINAL_STATUSES, StreamStatus
 from detector.redis_keys import RedisKeys
 from detector.publish_queue import PublishQueue
 from detector.redis_sink import RedisSink
@@ -273,7 +274,7 @@ class Service:
         if self.collector is not None:
             for state in self.collector.streams():
                 if state.status not in TERMINAL_STATUSES:
-                    self.collector.on_status(state.stream_id, "stopped", {})
+                    self.collector.on_status(state.stream_id, StreamStatus.STOPPED, {})
         self._worker_stop.set()
         for worker in self._workers:
             worker.process.join(10)

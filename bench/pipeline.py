@@ -13,6 +13,7 @@ Prints a table and writes JSON (``--json``). Speed is reported, never asserted.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -59,6 +60,7 @@ def percentile(values: list[float], q: float) -> float | None:
 def time_stages(config: Config, videos: list[Path], max_batch: int) -> dict:
     """Each stage alone, per sampled frame, in this process."""
     from detector.embedded_redis import EmbeddedRedis, connect
+    from detector.records import ScoreRecord
     from detector.redis_keys import RedisKeys
     from detector.redis_sink import RedisSink
     from detector.runtime import warm_up
@@ -105,13 +107,13 @@ def time_stages(config: Config, videos: list[Path], max_batch: int) -> dict:
 
     with EmbeddedRedis(0) as server:
         sink = RedisSink(connect(server.url), RedisKeys("bench"), 10_000)
-        message = {"schema_version": 1, "stream_id": "s", "frame_index": 0, "pts_s": 0.0,
-                   "capture_time": time.time(), "faces": [{"box_xyxy": [1, 2, 3, 4],
-                   "detector_confidence": 0.9, "fake_probability": 0.1}], "frame_score": 0.1,
-                   "rolling_score": 0.1, "verdict": "REAL", "latency_ms": 10.0}
+        message = ScoreRecord(stream_id="s", frame_index=0, pts_s=0.0, capture_time=time.time(),
+                              faces=({"box_xyxy": [1, 2, 3, 4], "detector_confidence": 0.9,
+                                      "fake_probability": 0.1},),
+                              frame_score=0.1, rolling_score=0.1, verdict="REAL", latency_ms=10.0)
         started = time.perf_counter()
         for i in range(500):
-            sink.publish_score({**message, "frame_index": i})
+            sink.publish_score(dataclasses.replace(message, frame_index=i))
         publish_s = (time.perf_counter() - started) / 500
 
     classify_frame_s = (crop_s + classify_batch_s * faces_per_frame)

@@ -11,9 +11,9 @@ from typing import Any
 import redis
 
 from detector.identifiers import escape_text
+from detector.records import ScoreRecord, StatusRecord, StreamStatus
 from detector.redis_keys import RedisKeys
-from detector.redis_sink import record_expired
-from detector.scoring import PENDING, unscored_verdict
+from detector.scoring import PENDING
 
 log = logging.getLogger(__name__)
 
@@ -51,30 +51,27 @@ class StreamRow:
                 "frames_dropped": self.frames_dropped, "latency_ms": self.latency_ms,
                 "error": self.error, "time": round(self.updated_s, 3)}
 
-    def apply_score(self, message: dict[str, Any]) -> None:
-        self.rolling_score = message.get("rolling_score")
-        self.verdict = message.get("verdict", self.verdict)
-        self.fps = message.get("fps", self.fps) or 0.0
-        self.frames_scored = message.get("frames_scored", self.frames_scored)
-        self.frames_dropped = message.get("frames_dropped", self.frames_dropped)
-        self.latency_ms = message.get("latency_ms")
+    def apply_score(self, message: ScoreRecord) -> None:
+        self.rolling_score = message.rolling_score
+        self.verdict = message.verdict
+        self.fps = message.fps
+        self.frames_scored = message.frames_scored
+        self.frames_dropped = message.frames_dropped
+        self.latency_ms = message.latency_ms
         self.updated_s = time.time()
 
-    def apply_status(self, record: dict[str, Any]) -> None:
-        self.status = record.get("status", self.status)
-        self.source = record.get("source", self.source)
-        self.error = record.get("error")
-        self.frames_dropped = record.get("frames_dropped", self.frames_dropped)
-        self.frames_scored = record.get("frames_scored", self.frames_scored)
-        if record.get("rolling_score") is not None:
-            self.rolling_score = record["rolling_score"]
-        self.verdict = record.get("verdict") or self.verdict
-        if record.get("frames_scored") == 0 or not record.get("verdict"):
-            # Records written before PENDING/FAILED existed said NO_FACE here.
-            self.verdict = unscored_verdict(self.status)
-        self.fps = record.get("fps", self.fps) or 0.0
-        if record.get("latency_ms") is not None:
-            self.latency_ms = record["latency_ms"]
+    def apply_status(self, record: StatusRecord) -> None:
+        self.status = record.status
+        self.source = record.source
+        self.error = record.error
+        self.frames_dropped = record.frames_dropped
+        self.frames_scored = record.frames_scored
+        if record.rolling_score is not None:
+            self.rolling_score = record.rolling_score
+        self.verdict = record.verdict   # PENDING / FAILED before the first scored frame
+        self.fps = record.fps
+        if record.latency_ms is not None:
+            self.latency_ms = record.latency_ms
         self.updated_s = time.time()
 
 
@@ -95,11 +92,11 @@ class StreamTable:
         for key, raw in client.hgetall(keys.streams).items():
             stream_id = key.decode() if isinstance(key, bytes) else key
             try:
-                record = json.loads(raw)
-            except (json.JSONDecodeError, UnicodeDecodeError):
+                record = StatusRecord.from_redis(raw, stream_id)
+            except ValueError:
                 log.warning("ignoring a malformed status record for %r", stream_id)
                 continue
-            if record_expired(record, now_s):
+            if record.has_expired(now_s):
                 continue
             row = self.rows.get(stream_id) or StreamRow(stream_id)
             row.apply_status(record)
@@ -109,18 +106,19 @@ class StreamTable:
     def on_message(self, channel: str, data: bytes, keys: RedisKeys) -> str | None:
         """Apply one channel message; returns the stream id it was about (None if malformed)."""
         try:
-            message = json.loads(data)
-            stream_id = message["stream_id"]
-        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
+            if channel == keys.scores_channel:
+                score = ScoreRecord.from_redis(data)
+                self.row(score.stream_id).apply_score(score)
+                return score.stream_id
+            record = StatusRecord.from_redis(data)
+        except ValueError:
             log.warning("ignoring a malformed message on %s", channel)
             return None
-        if channel == keys.scores_channel:
-            self.row(stream_id).apply_score(message)
-        elif message.get("status") == "removed":
-            self.rows.pop(stream_id, None)
+        if record.status == StreamStatus.REMOVED:
+            self.rows.pop(record.stream_id, None)
         else:
-            self.row(stream_id).apply_status(message)
-        return stream_id
+            self.row(record.stream_id).apply_status(record)
+        return record.stream_id
 
     def render(self, title: str, with_reasons: bool = True):
         """The table, then one line per stream with an error (a table column would wrap the

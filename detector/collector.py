@@ -18,7 +18,7 @@ import zmq
 from detector.errors import WireFormatError
 from detector.identifiers import shown
 from detector.inflight import InFlightLedger
-from detector.redis_keys import SCHEMA_VERSION
+from detector.records import TERMINAL_STATUSES, ScoreRecord, StatusRecord, StreamStatus
 from detector.redis_sink import RedisSink
 from detector.scoring import RollingScore, frame_score, stream_verdict, verdict
 from detector.thumbnail import encode_frame_jpeg
@@ -26,7 +26,6 @@ from detector.wire import FrameMessage, ResultMessage, WorkerStats, decode_worke
 
 log = logging.getLogger(__name__)
 
-TERMINAL_STATUSES = ("finished", "failed", "stopped")
 FPS_WINDOW_S = 5.0
 MAX_WORKERS_TRACKED = 256  # stats of more worker ids than this are dropped (bounded memory)
 REJECTED_LOG_EVERY = 1000  # after the first few, one log line per this many dropped results
@@ -60,7 +59,7 @@ class StreamState:
     window: int
     source: str = ""
     kind: str = "file"
-    status: str = "connecting"
+    status: StreamStatus = StreamStatus.CONNECTING
     error: str | None = None
     started_at: float = field(default_factory=time.time)
     counters: dict[str, int] = field(default_factory=dict)
@@ -161,6 +160,7 @@ class Collector:
 
     def on_status(self, stream_id: str, status: str, info: dict[str, Any]) -> None:
         """Producer callback: a status change or end of stream, with counters."""
+        status = StreamStatus(status)
         with self._lock:
             if stream_id in self._forgotten:
                 return
@@ -175,23 +175,23 @@ class Collector:
             )
             state.source = info.get("source", state.source)
             state.kind = info.get("kind", state.kind)
-            if status == "failed":
+            if status == StreamStatus.FAILED:
                 state.error = info.get("error")
-                self._finish(state, "failed")
+                self._finish(state, StreamStatus.FAILED)
                 return
-            if status == "stopped":
-                self._finish(state, "stopped")
+            if status == StreamStatus.STOPPED:
+                self._finish(state, StreamStatus.STOPPED)
                 return
             if info.get("eof"):
                 state.expected_frames = info.get("frames_sampled", 0)
                 state.last_result_s = time.monotonic()
-                state.status = "draining"
+                state.status = StreamStatus.DRAINING
                 if not self._maybe_finish(state):
                     self._publish_status(state)
                 return
             state.status = status
             # Live streams show why they are reconnecting; frames flowing again clear it.
-            state.error = info.get("error") if status in ("reconnecting", "stalled") else None
+            state.error = info.get("error") if status in (StreamStatus.RECONNECTING, StreamStatus.STALLED) else None
             self._publish_status(state)
 
     def update_counters(self, stream_id: str, counters: dict[str, int]) -> None:
@@ -207,11 +207,11 @@ class Collector:
             state = self._streams.get(stream_id)
             if state is not None and state.status not in TERMINAL_STATUSES:
                 state.error = error
-                self._finish(state, "failed")
+                self._finish(state, StreamStatus.FAILED)
 
     def _maybe_finish(self, state: StreamState) -> bool:
         if state.expected_frames is not None and state.frames_scored >= state.expected_frames:
-            self._finish(state, "finished")
+            self._finish(state, StreamStatus.FINISHED)
             return True
         return False
 
@@ -240,54 +240,53 @@ class Collector:
             self.forget(stream_id, keep_history_s=0)
         return expired
 
-    def _finish(self, state: StreamState, status: str) -> None:
+    def _finish(self, state: StreamState, status: StreamStatus) -> None:
         state.status = status
         state.ended_at = time.time()
-        if status != "stopped":  # a detached stream's frames in flight are still scored
+        if status != StreamStatus.STOPPED:  # a detached stream's frames in flight are still scored
             self.ledger.close_stream(state.stream_id)
         self._publish_status(state)
         # Logged before ``done`` is set: a waiter (replay's progress bars) that stops on
         # ``done`` must not be tearing its display down while this line is printed.
-        if status == "failed":
+        if status == StreamStatus.FAILED:
             log.warning("stream %s failed: %s", state.stream_id, state.error)
         else:
             log.info("stream %s %s: %d frames scored", state.stream_id, status, state.frames_scored)
         state.done.set()
 
-    def status_record(self, state: StreamState) -> dict[str, Any]:
+    def status_record(self, state: StreamState) -> StatusRecord:
+        """The stream's status record as it is published now."""
         now = time.monotonic()
-        record = {
-            "source": state.source,
-            "kind": state.kind,
-            "status": state.status,
-            "error": state.error,
-            "started_at": state.started_at,
-            "updated_at": time.time(),
-            "frames_read": state.counters.get("frames_read", 0),
-            "frames_sampled": state.counters.get("frames_sampled", 0),
-            "frames_dropped": state.counters.get("frames_dropped", 0),
-            "frames_scored": state.frames_scored,
-            "frames_with_faces": state.frames_with_faces,
-            "reconnects": state.counters.get("reconnects", 0),
-            "rolling_score": state.rolling_score,
-            "verdict": stream_verdict(state.rolling_score, state.frames_scored, state.status,
-                                      self.threshold),
-            "fps": round(state.fps(now), 2),
-            "latency_ms": state.last_latency_ms,
-            "scored_at": state.scored_at,
-        }
-        if state.ended_at is not None:
-            record["ended_at"] = state.ended_at
-            record["expires_at"] = state.ended_at + self.finished_ttl_s
-        if state.kind == "file":
-            score = state.video_score()
-            record["video_score"] = None if score is None else round(score, 6)
-            record["label"] = stream_verdict(score, state.frames_scored, state.status,
-                                             self.threshold)
-        return record
+        score = state.video_score() if state.kind == "file" else None
+        return StatusRecord(
+            stream_id=state.stream_id,
+            source=state.source,
+            kind=state.kind,
+            status=state.status,
+            error=state.error,
+            started_at=state.started_at,
+            updated_at=time.time(),
+            frames_read=state.counters.get("frames_read", 0),
+            frames_sampled=state.counters.get("frames_sampled", 0),
+            frames_dropped=state.counters.get("frames_dropped", 0),
+            frames_scored=state.frames_scored,
+            frames_with_faces=state.frames_with_faces,
+            reconnects=state.counters.get("reconnects", 0),
+            rolling_score=state.rolling_score,
+            verdict=stream_verdict(state.rolling_score, state.frames_scored, state.status,
+                                   self.threshold),
+            fps=round(state.fps(now), 2),
+            latency_ms=state.last_latency_ms,
+            scored_at=state.scored_at,
+            ended_at=state.ended_at,
+            expires_at=None if state.ended_at is None else state.ended_at + self.finished_ttl_s,
+            video_score=None if score is None else round(score, 6),
+            label=(stream_verdict(score, state.frames_scored, state.status, self.threshold)
+                   if state.kind == "file" else None),
+        )
 
     def _publish_status(self, state: StreamState) -> None:
-        self.sink.set_status(state.stream_id, self.status_record(state))
+        self.sink.set_status(self.status_record(state))
 
     # --- results ------------------------------------------------------------------------------
     def handle_parts(self, parts: list[bytes]) -> None:
@@ -318,7 +317,7 @@ class Collector:
                         "is in flight (forged, a duplicate or late); %d dropped so far",
                         shown(result.stream_id), result.frame_index, shown(result.worker_id), count)
 
-    def handle_result(self, result: ResultMessage) -> dict[str, Any] | None:
+    def handle_result(self, result: ResultMessage) -> ScoreRecord | None:
         """Score one frame result and publish it; returns the published message."""
         now_s = time.time()
         with self._lock:
@@ -347,28 +346,27 @@ class Collector:
                 state.frames.append(
                     FrameRecord(result.frame_index, result.pts_s, score, faces_json, result.error)
                 )
-            message = {
-                "schema_version": SCHEMA_VERSION,
-                "stream_id": result.stream_id,
-                "frame_index": result.frame_index,
-                "pts_s": result.pts_s,
-                "capture_time": result.capture_time_s,
-                "published_time": now_s,
-                "faces": faces_json,
-                "frame_score": score,
-                "rolling_score": state.rolling_score,
-                "verdict": verdict(state.rolling_score, self.threshold),
-                "threshold": self.threshold,
-                "latency_ms": round(latency_ms, 1),
-                "timings_ms": result.timings_ms,
-                "batch_size": result.batch_size,
-                "worker": result.worker_id,
-                "model": self.model_id,
-                "fps": round(state.fps(state.last_result_s), 2),
-                "frames_scored": state.frames_scored,
-                "frames_dropped": state.counters.get("frames_dropped", 0),
-                "error": result.error,
-            }
+            message = ScoreRecord(
+                stream_id=result.stream_id,
+                frame_index=result.frame_index,
+                pts_s=result.pts_s,
+                capture_time=result.capture_time_s,
+                published_time=now_s,
+                faces=tuple(faces_json),
+                frame_score=score,
+                rolling_score=state.rolling_score,
+                verdict=verdict(state.rolling_score, self.threshold),
+                threshold=self.threshold,
+                latency_ms=round(latency_ms, 1),
+                timings_ms=result.timings_ms,
+                batch_size=result.batch_size,
+                worker=result.worker_id,
+                model=self.model_id,
+                fps=round(state.fps(state.last_result_s), 2),
+                frames_scored=state.frames_scored,
+                frames_dropped=state.counters.get("frames_dropped", 0),
+                error=result.error,
+            )
             self.sink.publish_score(message)
             if self.metrics is not None:
                 self.metrics.observe_result(result.batch_size, result.timings_ms,
@@ -398,13 +396,13 @@ class Collector:
         now = time.monotonic()
         with self._lock:
             for state in self._streams.values():
-                if state.status == "draining" and now - state.last_result_s > self.drain_timeout_s:
+                if state.status == StreamStatus.DRAINING and now - state.last_result_s > self.drain_timeout_s:
                     missing = (state.expected_frames or 0) - state.frames_scored
                     state.error = (
                         f"{missing} of {state.expected_frames} sampled frames were never scored "
                         f"within {self.drain_timeout_s:.0f} s (a worker was lost)"
                     )
-                    self._finish(state, "failed")
+                    self._finish(state, StreamStatus.FAILED)
 
     def publish_counters(self) -> None:
         """Refresh every running stream's status record (fps, drops) in Redis."""

@@ -16,7 +16,8 @@ from typing import Any
 
 import redis
 
-from detector.redis_keys import SCHEMA_VERSION, RedisKeys
+from detector.records import ScoreRecord, StatusRecord, record_expired, removed_event
+from detector.redis_keys import RedisKeys
 
 log = logging.getLogger(__name__)
 
@@ -68,19 +69,11 @@ class RedisSink:
                 self._down_since = None
         return True
 
-    def publish_score(self, message: dict[str, Any]) -> bool:
+    def publish_score(self, record: ScoreRecord) -> bool:
         """PUBLISH the score message, SET the stream's latest state, XADD its history."""
-        stream_id = message["stream_id"]
-        payload = json.dumps(message, separators=(",", ":"))
-        history = {
-            "frame_index": message["frame_index"],
-            "capture_time": message["capture_time"],
-            "frame_score": _num(message["frame_score"]),
-            "rolling_score": _num(message["rolling_score"]),
-            "verdict": message["verdict"],
-            "faces": len(message["faces"]),
-            "latency_ms": _num(message["latency_ms"]),
-        }
+        stream_id = record.stream_id
+        payload = record.to_redis()
+        history = record.history_entry().to_redis()
 
         def write() -> None:
             pipe = self.client.pipeline(transaction=False)
@@ -92,14 +85,13 @@ class RedisSink:
 
         return self._run("score", write)
 
-    def set_status(self, stream_id: str, record: dict[str, Any]) -> bool:
+    def set_status(self, record: StatusRecord) -> bool:
         """HSET the stream's status record and PUBLISH it on the events channel."""
-        record = {"schema_version": SCHEMA_VERSION, "stream_id": stream_id, **record}
-        payload = json.dumps(record, separators=(",", ":"))
+        payload = record.to_redis()
 
         def write() -> None:
             pipe = self.client.pipeline(transaction=False)
-            pipe.hset(self.keys.streams, stream_id, payload)
+            pipe.hset(self.keys.streams, record.stream_id, payload)
             pipe.publish(self.keys.events_channel, payload)
             pipe.execute()
 
@@ -126,8 +118,7 @@ class RedisSink:
         """Take a stream off the stream list (HDEL, and a ``{"status": "removed"}`` event for
         live readers); its history, latest score, thumbnail and kept frame expire after
         ``keep_history_s`` (0 = deleted now)."""
-        event = json.dumps({"schema_version": SCHEMA_VERSION, "stream_id": stream_id,
-                            "status": "removed"}, separators=(",", ":"))
+        event = removed_event(stream_id)
         keys = (self.keys.latest(stream_id), self.keys.history(stream_id),
                 self.keys.thumbnail(stream_id), self.keys.frame(stream_id))
 
@@ -168,17 +159,3 @@ class RedisSink:
             self.keys.latest(stream_id), self.keys.history(stream_id),
             self.keys.thumbnail(stream_id), self.keys.frame(stream_id)))
 
-
-def record_expired(raw: bytes | str | dict[str, Any], now_s: float) -> bool:
-    """Whether a status record's ``expires_at`` (set once a stream has ended) has passed."""
-    try:
-        record = raw if isinstance(raw, dict) else json.loads(raw)
-        expires_at = record.get("expires_at")
-        return expires_at is not None and float(expires_at) <= now_s
-    except (ValueError, TypeError, AttributeError, UnicodeDecodeError):
-        return False
-
-
-def _num(value: float | None) -> str:
-    """Redis stream fields are strings; None is written as an empty string."""
-    return "" if value is None else repr(round(float(value), 6))

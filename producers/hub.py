@@ -13,23 +13,13 @@ import zmq
 
 from detector.errors import SourceError
 from detector.inflight import InFlightLedger
+from detector.records import StreamStatus
 from detector.wire import FrameMessage
 from producers.backpressure import DROP_OLDEST, LOSSLESS, FrameBuffer
 from producers.base import Source
 from detector.sampling import is_sampled
 
 log = logging.getLogger(__name__)
-
-# Status names published for every stream (docs/redis.md).
-CONNECTING = "connecting"
-RUNNING = "running"
-RECONNECTING = "reconnecting"
-STALLED = "stalled"
-DRAINING = "draining"
-FINISHED = "finished"
-FAILED = "failed"
-STOPPED = "stopped"
-
 
 @dataclass
 class StreamCounters:
@@ -187,7 +177,7 @@ class ProducerHub:
         self._sender.join(timeout_s)
 
     # --- used by reader loops ---------------------------------------------------------------
-    def report(self, handle: StreamHandle, status: str, **info) -> None:
+    def report(self, handle: StreamHandle, status: StreamStatus, **info) -> None:
         counters = handle.counters
         handle.counters.frames_dropped = handle.buffer.dropped
         info = {
@@ -338,10 +328,10 @@ class ProducerHub:
 def run_file_reader(hub: ProducerHub, handle: StreamHandle) -> None:
     """Reader loop of a file source: read to the end once, losslessly."""
     source = handle.source
-    hub.report(handle, CONNECTING, source=source.display_url, kind="file")
+    hub.report(handle, StreamStatus.CONNECTING, source=source.display_url, kind="file")
     try:
         source.open()
-        hub.report(handle, RUNNING, source=source.display_url, kind="file")
+        hub.report(handle, StreamStatus.RUNNING, source=source.display_url, kind="file")
         for frame in source.frames():
             if handle.stop.is_set():
                 break
@@ -350,17 +340,17 @@ def run_file_reader(hub: ProducerHub, handle: StreamHandle) -> None:
         # The collector logs the failure once, for every kind of failure; not here as well.
         log.debug("stream %s failed: %s", source.stream_id, exc)
         handle.is_done = True
-        hub.report(handle, FAILED, error=str(exc))
+        hub.report(handle, StreamStatus.FAILED, error=str(exc))
         return
     except Exception as exc:  # noqa: BLE001 - one broken stream must not stop the others
         log.exception("stream %s: unexpected reader error", source.stream_id)
         handle.is_done = True
-        hub.report(handle, FAILED, error=f"{source.display_url}: unexpected error ({exc})")
+        hub.report(handle, StreamStatus.FAILED, error=f"{source.display_url}: unexpected error ({exc})")
         return
     finally:
         source.close()
     hub.wait_sent(handle)
     handle.is_done = True
-    status = STOPPED if handle.stop.is_set() else DRAINING
+    status = StreamStatus.STOPPED if handle.stop.is_set() else StreamStatus.DRAINING
     hub.report(handle, status, eof=True, frames_sent=handle.counters.frames_sent)
 

@@ -16,8 +16,9 @@ import time
 
 from detector.config import SourcesConfig
 from detector.errors import SourceError
+from detector.records import StreamStatus
 from producers.hub import (
-    CONNECTING, RECONNECTING, RUNNING, STALLED, STOPPED, ProducerHub, ReaderLoop, StreamHandle,
+    ProducerHub, ReaderLoop, StreamHandle,
 )
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ def run_live_reader(hub: ProducerHub, handle: StreamHandle, sources: SourcesConf
     info = {"source": source.display_url, "kind": "live"}
     next_index = 0
     attempt = 0  # consecutive failed sessions (no frame since the last reopen)
-    hub.report(handle, CONNECTING, **info)
+    hub.report(handle, StreamStatus.CONNECTING, **info)
     while not handle.stop.is_set():
         session_frames = 0
         is_open = False
@@ -71,7 +72,7 @@ def run_live_reader(hub: ProducerHub, handle: StreamHandle, sources: SourcesConf
                 last_frame_s = time.monotonic()
                 if session_frames == 0:
                     attempt = 0
-                    hub.report(handle, RUNNING, **info)
+                    hub.report(handle, StreamStatus.RUNNING, **info)
                     log.info("stream %s: frames flowing from %s", stream_id, source.display_url)
                 session_frames += 1
                 hub.offer(handle, dataclasses.replace(frame, frame_index=next_index))
@@ -93,11 +94,11 @@ def run_live_reader(hub: ProducerHub, handle: StreamHandle, sources: SourcesConf
         delay_s = backoff_delay_s(attempt, sources.reconnect_min_s, sources.reconnect_max_s)
         stalled_s = time.monotonic() - last_frame_s
         if is_open and stalled_s >= sources.stall_timeout_s * 0.9:
-            hub.report(handle, STALLED, error=error, stalled_s=round(stalled_s, 1), **info)
-        hub.report(handle, RECONNECTING, error=error, retry_in_s=delay_s, attempt=attempt, **info)
+            hub.report(handle, StreamStatus.STALLED, error=error, stalled_s=round(stalled_s, 1), **info)
+        hub.report(handle, StreamStatus.RECONNECTING, error=error, retry_in_s=delay_s, attempt=attempt, **info)
         log.warning("stream %s: %s; reconnecting in %.1f s (attempt %d)",
                     stream_id, error, delay_s, attempt)
         handle.stop.wait(delay_s)
     handle.is_done = True
-    hub.report(handle, STOPPED, **info)
+    hub.report(handle, StreamStatus.STOPPED, **info)
     log.info("stream %s stopped after %d reconnects", stream_id, handle.counters.reconnects)

@@ -90,7 +90,7 @@ def register_callbacks(app: dash.Dash, reader: DashboardReader,
             latest = reader.latest(stream_id)
         except RedisUnavailableError:
             raise PreventUpdate from None   # keep the last chart; the banner says why
-        threshold = latest.get("threshold") if latest else None
+        threshold = latest.threshold if latest else None
         return history_figure(stream_id, points, threshold), new_signature
 
     @app.callback(
@@ -109,7 +109,7 @@ def register_callbacks(app: dash.Dash, reader: DashboardReader,
         except RedisUnavailableError:
             raise PreventUpdate from None
         digest = hashlib.sha1(jpeg).hexdigest() if jpeg else "-"
-        new_signature = f"{stream_id}|{digest}|{(latest or {}).get('frame_index')}"
+        new_signature = f"{stream_id}|{digest}|{latest.frame_index if latest else None}"
         if signature == new_signature:
             raise PreventUpdate
         return layout.thumbnail_view(stream_id, jpeg, latest), new_signature

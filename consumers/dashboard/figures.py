@@ -6,7 +6,7 @@ from typing import Sequence
 
 import plotly.graph_objects as go
 
-from consumers.dashboard.redis_reader import HistoryPoint
+from detector.records import HistoryEntry
 
 FAKE_COLOUR = "#d62728"
 REAL_COLOUR = "#2ca02c"
@@ -49,7 +49,7 @@ def _marker_colours(scores: Sequence[float | None], threshold: float | None) -> 
     return [FAKE_COLOUR if s is not None and s >= threshold else REAL_COLOUR for s in scores]
 
 
-def history_figure(stream_id: str, points: Sequence[HistoryPoint], threshold: float | None,
+def history_figure(stream_id: str, points: Sequence[HistoryEntry], threshold: float | None,
                    height_px: int = 320) -> go.Figure:
     """Frame scores (dots, red at or above the threshold) and the rolling score (line).
 

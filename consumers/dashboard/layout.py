@@ -10,7 +10,7 @@ import numpy as np
 from dash import dcc, html
 
 from consumers.dashboard.figures import placeholder_figure
-from consumers.dashboard.redis_reader import StreamStatus
+from detector.records import ScoreRecord, StatusRecord, StreamStatus
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -21,9 +21,10 @@ REFRESH_INTERVAL_MS = 500   # live views poll Redis twice a second at most
 
 VERDICT_COLOURS = {"FAKE": "#d62728", "REAL": "#2ca02c", "NO_FACE": "#7f7f7f",
                    "PENDING": "#7f7f7f", "FAILED": "#d62728"}
-STATUS_COLOURS = {"running": "#2ca02c", "finished": "#1f77b4", "failed": "#d62728",
-                  "reconnecting": "#ff7f0e", "stalled": "#ff7f0e", "connecting": "#7f7f7f",
-                  "draining": "#1f77b4", "stopped": "#7f7f7f"}
+STATUS_COLOURS = {StreamStatus.RUNNING: "#2ca02c", StreamStatus.FINISHED: "#1f77b4",
+                  StreamStatus.FAILED: "#d62728", StreamStatus.RECONNECTING: "#ff7f0e",
+                  StreamStatus.STALLED: "#ff7f0e", StreamStatus.CONNECTING: "#7f7f7f",
+                  StreamStatus.DRAINING: "#1f77b4", StreamStatus.STOPPED: "#7f7f7f"}
 
 PAGE_STYLE = {"fontFamily": "system-ui, -apple-system, Segoe UI, sans-serif", "margin": "0 auto",
               "maxWidth": "1280px", "padding": "12px 20px", "color": "#222"}
@@ -54,7 +55,7 @@ def _score_text(score: float | None) -> str:
     return "—" if score is None else f"{score:.3f}"
 
 
-def stream_table_rows(streams: Sequence[StreamStatus]) -> list[dict[str, str]]:
+def stream_table_rows(streams: Sequence[StatusRecord]) -> list[dict[str, str]]:
     """Display strings for each stream (the table's data, also used to detect changes)."""
     rows = []
     for s in streams:
@@ -212,17 +213,16 @@ def error_view(message: str, element_id: str = "upload-error") -> html.Div:
     return html.Div(message, id=element_id, className="error", style=ERROR_STYLE)
 
 
-def thumbnail_view(stream_id: str, jpeg: bytes | None, latest: dict | None) -> html.Div:
+def thumbnail_view(stream_id: str, jpeg: bytes | None, latest: ScoreRecord | None) -> html.Div:
     """The selected stream's latest scored frame (boxes red at/above the threshold) and facts."""
     facts = []
     if latest:
-        faces = latest.get("faces") or []
         facts = [
-            html.Div(["frame ", html.B(str(latest.get("frame_index", "?"))),
-                      f" · {len(faces)} face(s) · frame score {_score_text(latest.get('frame_score'))}"
-                      f" · rolling {_score_text(latest.get('rolling_score'))}"]),
-            html.Div(["verdict ", verdict_badge(str(latest.get("verdict", "NO_FACE")),
-                                                latest.get("rolling_score"), "latest-verdict")],
+            html.Div(["frame ", html.B(str(latest.frame_index)),
+                      f" · {len(latest.faces)} face(s) · frame score {_score_text(latest.frame_score)}"
+                      f" · rolling {_score_text(latest.rolling_score)}"]),
+            html.Div(["verdict ", verdict_badge(latest.verdict,
+                                                latest.rolling_score, "latest-verdict")],
                      style={"marginTop": "6px"}),
         ]
     if jpeg is None:

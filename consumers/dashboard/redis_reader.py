@@ -5,96 +5,26 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
-from typing import Any, Mapping
+import dataclasses
+from typing import Any
 
 import redis
 
 from detector.errors import RedisUnavailableError
+from detector.records import HistoryEntry, ScoreRecord, StatusRecord
 from detector.redis_keys import RedisKeys
-from detector.redis_sink import record_expired
-from detector.scoring import unscored_verdict
 from detector.url_mask import mask_url
 
 log = logging.getLogger(__name__)
 
-@dataclass(frozen=True)
-class StreamStatus:
-    """One row of the live streams table, from a ``<prefix>:streams`` status record."""
-
-    stream_id: str
-    status: str
-    source: str
-    kind: str
-    rolling_score: float | None
-    verdict: str
-    fps: float
-    frames_scored: int
-    frames_dropped: int
-    latency_ms: float | None
-    error: str | None
-    scored_at: float | None = None
-    updated_at: float | None = None
-
-    @property
-    def activity_key(self) -> tuple:
-        """Sorts the most recently active stream last: the latest scored frame first, then
-        any scored frame, then the latest status change."""
-        return (self.scored_at or 0.0, self.frames_scored > 0, self.updated_at or 0.0)
-
-    @classmethod
-    def from_record(cls, stream_id: str, record: Mapping[str, Any]) -> "StreamStatus":
-        """Build from a decoded status record; missing fields get neutral values (never a score).
-        A stream without a scored frame is ``PENDING`` / ``FAILED``, never ``NO_FACE``."""
-        status = str(record.get("status") or "unknown")
-        frames_scored = int(record.get("frames_scored") or 0)
-        return cls(
-            stream_id=stream_id,
-            status=status,
-            source=mask_url(str(record.get("source") or "")),
-            kind=str(record.get("kind") or ""),
-            rolling_score=_float_or_none(record.get("rolling_score")),
-            verdict=(str(record["verdict"]) if record.get("verdict") and
-                     record.get("frames_scored") != 0 else unscored_verdict(status)),
-            fps=_float_or_none(record.get("fps")) or 0.0,
-            frames_scored=frames_scored,
-            frames_dropped=int(record.get("frames_dropped") or 0),
-            latency_ms=_float_or_none(record.get("latency_ms")),
-            error=record.get("error") or None,
-            scored_at=_float_or_none(record.get("scored_at")),
-            updated_at=_float_or_none(record.get("updated_at")),
-        )
-
-
-@dataclass(frozen=True)
-class HistoryPoint:
-    """One entry of ``<prefix>:history:<id>``; ``None`` scores mean "no face"."""
-
-    entry_id: str
-    frame_index: int
-    frame_score: float | None
-    rolling_score: float | None
-    verdict: str
-    latency_ms: float | None
-
-
-def parse_history_entry(entry_id: bytes | str, fields: Mapping[bytes | str, bytes | str]) -> HistoryPoint:
-    """Decode one XRANGE entry (all values are strings; ``''`` means none).
+def status_row(raw: bytes | str, stream_id: str) -> StatusRecord:
+    """A status record as the page shows it: credentials in its source masked.
 
     Raises:
-        ValueError: ``frame_index`` is missing or not an integer.
+        ValueError: the record is not a JSON object.
     """
-    decoded = {_text(k): _text(v) for k, v in fields.items()}
-    if "frame_index" not in decoded:
-        raise ValueError(f"expected a frame_index field, got {sorted(decoded)}")
-    return HistoryPoint(
-        entry_id=_text(entry_id),
-        frame_index=int(decoded["frame_index"]),
-        frame_score=_float_or_none(decoded.get("frame_score")),
-        rolling_score=_float_or_none(decoded.get("rolling_score")),
-        verdict=decoded.get("verdict") or "NO_FACE",
-        latency_ms=_float_or_none(decoded.get("latency_ms")),
-    )
+    record = StatusRecord.from_redis(raw, stream_id)
+    return dataclasses.replace(record, source=mask_url(record.source))
 
 
 class DashboardReader:
@@ -119,7 +49,7 @@ class DashboardReader:
         except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
             raise RedisUnavailableError(f"cannot reach Redis at {self.display_url}: {exc}") from None
 
-    def streams(self) -> list[StreamStatus]:
+    def streams(self) -> list[StatusRecord]:
         """Every stream in ``<prefix>:streams``, sorted by id; malformed records are skipped."""
         raw = self._call(lambda: self.client.hgetall(self.keys.streams))
         rows = []
@@ -127,22 +57,22 @@ class DashboardReader:
         for key, value in raw.items():
             stream_id = _text(key)
             try:
-                record = json.loads(value)
-                if record_expired(record, now_s):
-                    continue   # ended longer than redis.finished_ttl_s ago
-                rows.append(StreamStatus.from_record(stream_id, record))
-            except (json.JSONDecodeError, UnicodeDecodeError, TypeError, ValueError, AttributeError):
+                record = status_row(value, stream_id)
+            except ValueError:
                 log.warning("stream %s: ignoring a malformed status record", stream_id)
+                continue
+            if not record.has_expired(now_s):   # else ended over redis.finished_ttl_s ago
+                rows.append(record)
         return sorted(rows, key=lambda row: row.stream_id)
 
-    def history(self, stream_id: str, max_points: int = 2000) -> list[HistoryPoint]:
+    def history(self, stream_id: str, max_points: int = 2000) -> list[HistoryEntry]:
         """The last ``max_points`` history entries, oldest first."""
         entries = self._call(
             lambda: self.client.xrevrange(self.keys.history(stream_id), count=max_points))
         points = []
         for entry_id, fields in reversed(entries):
             try:
-                points.append(parse_history_entry(entry_id, fields))
+                points.append(HistoryEntry.from_redis(entry_id, fields))
             except ValueError as exc:
                 log.warning("stream %s: skipping a malformed history entry: %s", stream_id, exc)
         return points
@@ -152,17 +82,16 @@ class DashboardReader:
         entries = self._call(lambda: self.client.xrevrange(self.keys.history(stream_id), count=1))
         return _text(entries[0][0]) if entries else None
 
-    def latest(self, stream_id: str) -> dict[str, Any] | None:
+    def latest(self, stream_id: str) -> ScoreRecord | None:
         """The stream's latest score message, None if none or malformed."""
         raw = self._call(lambda: self.client.get(self.keys.latest(stream_id)))
         if raw is None:
             return None
         try:
-            message = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError):
+            return ScoreRecord.from_redis(raw)
+        except ValueError:
             log.warning("stream %s: ignoring a malformed latest message", stream_id)
             return None
-        return message if isinstance(message, dict) else None
 
     def thumbnail(self, stream_id: str) -> bytes | None:
         """JPEG bytes of ``<prefix>:thumb:<id>``, None if the workers have not written one."""
@@ -195,11 +124,3 @@ class DashboardReader:
 def _text(value: bytes | str) -> str:
     return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
 
-
-def _float_or_none(value: Any) -> float | None:
-    if value is None or value == "":
-        return None
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None

@@ -7,24 +7,25 @@ import pytest
 from consumers.dashboard.control_form import attach_target, default_stream_id, mask_in_text
 from consumers.dashboard.figures import history_figure, upload_figure
 from consumers.dashboard.layout import stream_table, stream_table_rows
-from consumers.dashboard.redis_reader import HistoryPoint, StreamStatus, parse_history_entry
+from consumers.dashboard.redis_reader import status_row
+from detector.records import HistoryEntry, StatusRecord
 
 
 def test_history_entries_keep_empty_scores_as_none():
-    point = parse_history_entry(b"1-0", {b"frame_index": b"8", b"frame_score": b"",
-                                         b"rolling_score": b"0.25", b"verdict": b"REAL",
-                                         b"faces": b"0", b"latency_ms": b"12.5"})
-    assert point == HistoryPoint("1-0", 8, None, 0.25, "REAL", 12.5)
+    point = HistoryEntry.from_redis(b"1-0", {b"frame_index": b"8", b"frame_score": b"",
+                                            b"rolling_score": b"0.25", b"verdict": b"REAL",
+                                            b"faces": b"0", b"latency_ms": b"12.5"})
+    assert point == HistoryEntry(8, None, 0.25, "REAL", 12.5, entry_id="1-0")
 
 
 @pytest.mark.parametrize("fields", [{}, {"frame_index": "x"}])
 def test_a_history_entry_without_a_frame_index_is_refused(fields):
     with pytest.raises(ValueError):
-        parse_history_entry("1-0", fields)
+        HistoryEntry.from_redis("1-0", fields)
 
 
 def test_status_records_mask_credentials_and_default_missing_fields():
-    row = StreamStatus.from_record("cam", {"source": "rtsp://u:p@cam/live", "status": "running"})
+    row = status_row('{"source": "rtsp://u:p@cam/live", "status": "running"}', "cam")
     assert row.source == "rtsp://***@cam/live"
     assert row.rolling_score is None and row.verdict == "PENDING" and row.fps == 0.0
     assert row.latency_ms is None
@@ -32,8 +33,9 @@ def test_status_records_mask_credentials_and_default_missing_fields():
 
 def test_the_table_shows_every_column_and_none_as_a_dash():
     rows = stream_table_rows([
-        StreamStatus("a", "failed", "a.mp4", "file", None, "NO_FACE", 0.0, 0, 0, None, "not a video"),
-        StreamStatus("b", "running", "rtsp://***@c/l", "live", 0.7312, "FAKE", 7.46, 30, 4, 85.2, None),
+        StatusRecord("a", "failed", "a.mp4", "file", error="not a video"),
+        StatusRecord("b", "running", "rtsp://***@c/l", "live", rolling_score=0.7312, verdict="FAKE",
+                     fps=7.46, frames_scored=30, frames_dropped=4, latency_ms=85.2),
     ])
     assert rows[0]["status"] == "failed: not a video" and rows[0]["score"] == "—"
     assert rows[1] == {"stream": "b", "status": "running", "source": "rtsp://***@c/l",
@@ -47,7 +49,7 @@ def test_no_streams_is_the_friendly_empty_state():
 
 
 def test_history_figure_draws_scores_rolling_line_and_threshold():
-    points = [HistoryPoint(f"{i}-0", i * 4, s, r, "REAL", 10.0)
+    points = [HistoryEntry(i * 4, s, r, "REAL", 10.0, entry_id=f"{i}-0")
               for i, (s, r) in enumerate([(0.2, 0.2), (None, 0.2), (0.8, 0.5)])]
     figure = history_figure("cam", points, threshold=0.5)
     dots, line = figure.data
@@ -59,7 +61,7 @@ def test_history_figure_draws_scores_rolling_line_and_threshold():
 
 def test_history_figure_without_points_or_threshold():
     assert history_figure("cam", [], 0.5).data == ()
-    figure = history_figure("cam", [HistoryPoint("1-0", 0, 0.3, 0.3, "REAL", None)], None)
+    figure = history_figure("cam", [HistoryEntry(0, 0.3, 0.3, "REAL", None, entry_id="1-0")], None)
     assert not figure.layout.shapes
 
 

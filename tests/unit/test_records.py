@@ -1,0 +1,69 @@
+"""detector/records.py: every Redis record reads back what was written, and a bad one is refused."""
+
+import json
+
+import pytest
+
+from detector.records import (
+    TERMINAL_STATUSES, HistoryEntry, ScoreRecord, StatusRecord, StreamStatus,
+)
+
+
+def test_a_status_record_round_trips_through_its_redis_form():
+    record = StatusRecord("cam", StreamStatus.RUNNING, "rtsp://***@c/l", "live", started_at=1.5,
+                          updated_at=2.5, frames_read=40, frames_sampled=10, frames_dropped=2,
+                          frames_scored=8, frames_with_faces=6, reconnects=1, rolling_score=0.25,
+                          verdict="REAL", fps=7.5, latency_ms=80.0)
+    raw = record.to_redis()
+    assert json.loads(raw)["schema_version"] == 1 and json.loads(raw)["status"] == "running"
+    assert "video_score" not in json.loads(raw)   # a live stream has no video score
+    assert StatusRecord.from_redis(raw) == record
+    assert StatusRecord.from_redis(raw, b"cam") == record
+
+
+def test_a_file_status_record_keeps_its_video_score_and_label_even_when_none():
+    record = StatusRecord("clip", StreamStatus.FINISHED, "clip.mp4", "file")
+    assert json.loads(record.to_redis())["video_score"] is None
+    assert json.loads(record.to_redis())["label"] is None
+    assert StatusRecord.from_redis(record.to_redis()) == record
+
+
+def test_a_score_record_round_trips_and_gives_its_history_entry():
+    face = {"box_xyxy": [1, 2, 3, 4], "detector_confidence": 0.9, "fake_probability": 0.75}
+    record = ScoreRecord("cam", 12, 0.75, 0.5, "FAKE", threshold=0.5, pts_s=0.4, capture_time=10.0,
+                         published_time=10.1, faces=(face,), latency_ms=100.0,
+                         timings_ms={"detect": 3.0}, batch_size=2, worker="w1", model="m@1",
+                         fps=3.0, frames_scored=4, frames_dropped=1)
+    assert ScoreRecord.from_redis(record.to_redis()) == record
+    entry = record.history_entry()
+    assert entry == HistoryEntry(12, 0.75, 0.5, "FAKE", 100.0, 10.0, 1)
+    read = HistoryEntry.from_redis(b"5-0", {k.encode(): str(v).encode()
+                                            for k, v in entry.to_redis().items()})
+    assert read == HistoryEntry(12, 0.75, 0.5, "FAKE", 100.0, 10.0, 1, entry_id="5-0")
+
+
+def test_no_face_is_written_as_none_and_read_back_as_none_never_a_score():
+    record = ScoreRecord("cam", 0, None, None, "NO_FACE")
+    assert json.loads(record.to_redis())["frame_score"] is None
+    assert record.history_entry().to_redis()["frame_score"] == ""
+    assert ScoreRecord.from_redis(record.to_redis()).frame_score is None
+
+
+@pytest.mark.parametrize("raw", [b"not json", b"[1, 2]", b'{"frame_index": 1}',
+                                 b'{"stream_id": "cam"}', b'{"stream_id": "cam", "frame_index": "x"}'])
+def test_a_malformed_score_message_is_refused(raw):
+    with pytest.raises(ValueError):
+        ScoreRecord.from_redis(raw)
+
+
+@pytest.mark.parametrize("raw", [b"{", b'"running"', b'{"status": "running"}'])
+def test_a_malformed_status_record_without_a_key_is_refused(raw):
+    with pytest.raises(ValueError):
+        StatusRecord.from_redis(raw)
+
+
+def test_statuses_are_their_published_names():
+    assert [s.value for s in StreamStatus] == ["connecting", "running", "reconnecting", "stalled",
+                                               "draining", "finished", "failed", "stopped"]
+    assert {s for s in StreamStatus if s.is_terminal} == TERMINAL_STATUSES
+    assert json.dumps(StreamStatus.DRAINING) == '"draining"'
