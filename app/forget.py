@@ -12,8 +12,8 @@ from typing import Any, Sequence
 
 import redis
 
-from detector.collector import TERMINAL_STATUSES
 from detector.errors import DetectorError
+from detector.records import TERMINAL_STATUSES
 from detector.redis_keys import RedisKeys
 from detector.redis_sink import RedisSink
 

@@ -38,6 +38,7 @@ from detector.worker import (
     resolve_face_detector_kind,
     worker_process_main,
 )
+from detector.scoring import decision_threshold
 from producers.base import Source
 from producers.hub import ProducerHub
 from producers.live import make_live_reader
@@ -101,7 +102,7 @@ class Service:
         if not card.trained:
             log.warning("model %s is an UNTRAINED test model: its scores mean nothing", card.name)
         resolve_face_detector_kind(self.config, card)  # says once if Haar stands in for YuNet
-        threshold = self.config.scoring.threshold or card.threshold
+        threshold = decision_threshold(self.config.scoring.threshold, card.threshold)
 
         if self._redis_url:
             self.redis_url = self._redis_url

@@ -18,7 +18,7 @@ from app.image_header import image_size
 from detector.errors import SourceError
 from detector.frame_scorer import FrameScorer
 from detector.sampling import is_sampled, spread_evenly
-from detector.scoring import aggregate_video, frame_score, verdict
+from detector.scoring import aggregate_video, decision_threshold, frame_score, verdict
 from detector.upload_result import FaceCrop, UploadResult
 
 log = logging.getLogger(__name__)
@@ -318,7 +318,7 @@ class UploadScorer:
 
     @property
     def threshold(self) -> float:
-        return self.config.scoring.threshold or self.scorer().card.threshold
+        return decision_threshold(self.config.scoring.threshold, self.scorer().card.threshold)
 
     def score(self, filename: str | None, contents: str | None) -> UploadResult:
         """Check, decode and score one upload.

@@ -17,14 +17,15 @@ from urllib.parse import urlsplit
 
 from detector.errors import ConfigError
 from detector.identifiers import stream_id_problem, url_problem
+from detector.scoring import THRESHOLD_ABOVE, THRESHOLD_BELOW
 from detector.url_mask import mask_url
 
 DEFAULT_CONFIG_PATH = Path("config.toml")
 
 
 def _rule(*, ge: float | None = None, le: float | None = None, gt: float | None = None,
-          choices: tuple[str, ...] | None = None) -> dict:
-    return {"ge": ge, "le": le, "gt": gt, "choices": choices}
+          lt: float | None = None, choices: tuple[str, ...] | None = None) -> dict:
+    return {"ge": ge, "le": le, "gt": gt, "lt": lt, "choices": choices}
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,8 @@ class ScoringConfig:
     """``window`` = number of sampled frames with faces in the rolling score."""
 
     window: int = field(default=8, metadata=_rule(ge=1))
-    threshold: float | None = field(default=None, metadata=_rule(gt=0, le=1))
+    threshold: float | None = field(default=None,
+                                    metadata=_rule(gt=THRESHOLD_ABOVE, lt=THRESHOLD_BELOW))
 
 
 @dataclass(frozen=True)
@@ -217,6 +219,8 @@ def _check_rules(value: Any, rules: Mapping, path: str) -> None:
         raise ConfigError(f"{path} must be > {rules['gt']}, got {value!r}")
     if rules.get("le") is not None and value > rules["le"]:
         raise ConfigError(f"{path} must be <= {rules['le']}, got {value!r}")
+    if rules.get("lt") is not None and value >= rules["lt"]:
+        raise ConfigError(f"{path} must be < {rules['lt']}, got {value!r}")
     if rules.get("choices") and value not in rules["choices"]:
         choices = ", ".join(repr(c) for c in rules["choices"])
         raise ConfigError(f"{path} must be one of {choices}, got {value!r}")

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from detector.errors import ModelError
+from detector.scoring import THRESHOLD_ABOVE, THRESHOLD_BELOW
 from detector.face_crop import CROP_RULES
 
 ARCHITECTURES = ("efficientnet_b0",)
@@ -86,9 +87,10 @@ class ModelCard:
             raise ModelError(
                 f"model card {self.name}: temperature must be in [0.05, 20], got {self.temperature}"
             )
-        if not 0.0 < self.threshold < 1.0:
+        if not THRESHOLD_ABOVE < self.threshold < THRESHOLD_BELOW:
             raise ModelError(
-                f"model card {self.name}: threshold must be in (0, 1), got {self.threshold}"
+                f"model card {self.name}: threshold must be in ({THRESHOLD_ABOVE:g}, "
+                f"{THRESHOLD_BELOW:g}), got {self.threshold}"
             )
         if len(self.mean_rgb) != 3 or len(self.std_rgb) != 3 or min(self.std_rgb) <= 0:
             raise ModelError(

@@ -16,6 +16,19 @@ PENDING = "PENDING"
 FAILED = "FAILED"
 
 
+# A decision threshold lies strictly between these (scoring.threshold and a card's threshold).
+THRESHOLD_ABOVE = 0.0
+THRESHOLD_BELOW = 1.0
+
+
+def decision_threshold(configured: float | None, card_threshold: float) -> float:
+    """The FAKE/REAL threshold in force: ``scoring.threshold`` when set, else the model card's.
+
+    Every verdict and every thumbnail box colour uses this one value.
+    """
+    return card_threshold if configured is None else configured
+
+
 def frame_score(face_probabilities: Sequence[float]) -> float | None:
     """The most suspicious face decides the frame; no faces → None."""
     return max(face_probabilities) if face_probabilities else None

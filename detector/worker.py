@@ -17,13 +17,14 @@ from dataclasses import dataclass
 
 import zmq
 
-from detector.config import Config
+from detector.config import Config, WorkersConfig
 from detector.curve import CurveKeys, make_curve_client
 from detector.errors import DetectorError, WireFormatError
 from detector.face_detect import make_face_detector
 from detector.frame_scorer import FrameScorer
 from detector.logs import configure_logging
 from detector.model_card import ModelCard, card_path_for, load_model_card
+from detector.scoring import decision_threshold
 from detector.thumbnail import render_thumbnail
 from detector.wire import FrameMessage, ResultMessage, WorkerStats, peek_stream_id
 
@@ -93,24 +94,35 @@ def build_frame_scorer(config: Config, threads: int = 0, warn_fallback: bool = T
 
 
 class Worker:
-    """The batching loop of one worker process (or thread, in tests)."""
+    """The batching loop of one worker process (or thread, in tests).
+
+    Args:
+        workers: the ``[workers]`` section (batch size and wait).
+        threshold: the decision threshold in force (:func:`detector.scoring.decision_threshold`);
+            thumbnail boxes are red at or above it, as the verdicts are FAKE.
+        endpoints: the pool's frames and results sockets.
+        worker_id: this worker's name in its stats.
+        scorer: the loaded face detector and model.
+    """
 
     def __init__(
         self,
-        config: Config,
+        workers: WorkersConfig,
+        threshold: float,
         endpoints: WorkerEndpoints,
         worker_id: str,
         scorer: FrameScorer,
         context: zmq.Context | None = None,
     ):
-        self.config = config
+        self.workers = workers
+        self.threshold = threshold
         self.worker_id = worker_id
         self.scorer = scorer
         self.frames_scored = 0
         self.malformed_messages = 0
         self._context = context or zmq.Context.instance()
         self._pull = self._context.socket(zmq.PULL)
-        self._pull.setsockopt(zmq.RCVHWM, max(2, config.workers.max_batch))
+        self._pull.setsockopt(zmq.RCVHWM, max(2, workers.max_batch))
         self._pull.setsockopt(zmq.LINGER, 0)
         self._push = self._context.socket(zmq.PUSH)
         self._push.setsockopt(zmq.LINGER, 2000)
@@ -120,6 +132,14 @@ class Worker:
         self._pull.connect(endpoints.frames)
         self._push.connect(endpoints.results)
         self._last_stats_s = 0.0
+
+    @classmethod
+    def for_config(cls, config: Config, endpoints: WorkerEndpoints, worker_id: str,
+                   scorer: FrameScorer, context: zmq.Context | None = None) -> "Worker":
+        """A worker with ``config``'s batching and the threshold in force: ``scoring.threshold``
+        when set, else the card's (the service's verdicts use the same one)."""
+        return cls(config.workers, decision_threshold(config.scoring.threshold, scorer.card.threshold),
+                   endpoints, worker_id, scorer, context)
 
     def close(self) -> None:
         self._send_stats(is_ready=False, is_stopping=True)
@@ -152,8 +172,8 @@ class Worker:
     def collect_batch(self, stop: threading.Event) -> list[tuple[FrameMessage, float]]:
         """Wait for a first frame, then gather more until the batch is full or times out."""
         batch: list[tuple[FrameMessage, float]] = []
-        max_batch = self.config.workers.max_batch
-        max_wait_s = self.config.workers.max_wait_ms / 1000.0
+        max_batch = self.workers.max_batch
+        max_wait_s = self.workers.max_wait_ms / 1000.0
         deadline = None
         while len(batch) < max_batch and not stop.is_set():
             if deadline is None:
@@ -202,7 +222,7 @@ class Worker:
                 )
             thumbnail = None
             if message.want_thumbnail and error is None:
-                thumbnail = render_thumbnail(message.image_bgr, faces, self.scorer.card.threshold)
+                thumbnail = render_thumbnail(message.image_bgr, faces, self.threshold)
             result = ResultMessage(
                 stream_id=message.stream_id,
                 frame_index=message.frame_index,
@@ -253,7 +273,7 @@ def worker_process_main(
     except DetectorError as exc:
         log.error("worker %s cannot start: %s", worker_id, exc)
         raise SystemExit(2) from None
-    worker = Worker(config, endpoints, worker_id, scorer)
+    worker = Worker.for_config(config, endpoints, worker_id, scorer)
     try:
         worker.run(stop, parent_pid=parent_pid)
     finally:
@@ -274,8 +294,8 @@ def run_remote_worker(config: Config, frames_endpoint: str, results_endpoint: st
     signal.signal(signal.SIGTERM, on_signal)
     scorer = build_frame_scorer(config, threads=config.workers.resolved_threads())
     worker_id = f"{socket.gethostname()}-{os.getpid()}"
-    worker = Worker(config, WorkerEndpoints(frames_endpoint, results_endpoint, curve), worker_id,
-                    scorer)
+    worker = Worker.for_config(config, WorkerEndpoints(frames_endpoint, results_endpoint, curve),
+                               worker_id, scorer)
     log.info("worker %s connected to %s (results to %s)%s", worker_id, frames_endpoint,
              results_endpoint, " with CURVE keys" if curve else "")
     try:

@@ -1,5 +1,6 @@
 """A worker over real ZeroMQ sockets, batching frames from several streams."""
 
+import contextlib
 import threading
 import time
 
@@ -14,25 +15,32 @@ from producers.synthetic import load_face_bgr, make_frame
 
 @pytest.fixture
 def pool(make_config):
-    config = make_config(workers={"max_batch": 6, "max_wait_ms": 200})
+    with serve_pool(make_config(workers={"max_batch": 6, "max_wait_ms": 200})) as served:
+        yield served
+
+
+@contextlib.contextmanager
+def serve_pool(config):
     context = zmq.Context()
     push = context.socket(zmq.PUSH)
     pull = context.socket(zmq.PULL)
     frames_port = push.bind_to_random_port("tcp://127.0.0.1")
     results_port = pull.bind_to_random_port("tcp://127.0.0.1")
     endpoints = WorkerEndpoints(f"tcp://127.0.0.1:{frames_port}", f"tcp://127.0.0.1:{results_port}")
-    worker = Worker(config, endpoints, "t0", build_frame_scorer(config), context)
+    worker = Worker.for_config(config, endpoints, "t0", build_frame_scorer(config), context)
     stop = threading.Event()
     thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
     thread.start()
-    yield push, pull, worker
-    stop.set()
-    thread.join(10)
-    worker._pull.close(0)
-    worker._push.close(0)
-    push.close(0)
-    pull.close(0)
-    context.term()
+    try:
+        yield push, pull, worker
+    finally:
+        stop.set()
+        thread.join(10)
+        worker._pull.close(0)
+        worker._push.close(0)
+        push.close(0)
+        pull.close(0)
+        context.term()
 
 
 def receive_results(pull, count, timeout_s=60):
@@ -81,3 +89,42 @@ def test_results_endpoint_defaults_to_the_next_port():
     assert results_endpoint_for("ipc:///tmp/x/frames") == "ipc:///tmp/x/frames-results"
     with pytest.raises(ValueError):
         results_endpoint_for("tcp://host")
+
+
+def box_pixels(jpeg: bytes) -> tuple[int, int]:
+    """(red, green) pixels of the thumbnail's box colours."""
+    import cv2
+
+    image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR).astype(int)
+    red = np.all(np.abs(image - (40, 40, 230)) < 45, axis=2).sum()
+    green = np.all(np.abs(image - (60, 200, 60)) < 45, axis=2).sum()
+    return int(red), int(green)
+
+
+def test_thumbnail_boxes_use_scoring_threshold_when_set_not_the_cards(make_config):
+    # Given a face whose probability lies on one side of the card's threshold and a
+    # scoring.threshold on the other side of it
+    face = load_face_bgr()
+    image = make_frame(0, 320, 240, face)
+    scorer = build_frame_scorer(make_config())
+    results, _ = scorer.score_frames([image], scorer.detect([image]))
+    probability = results[0][0].fake_probability
+    card_threshold = scorer.card.threshold
+    assert 0.0 < probability < 1.0
+    if probability >= card_threshold:
+        threshold, expected = (probability + 1.0) / 2, "green"   # the verdict is REAL
+    else:
+        threshold, expected = probability / 2, "red"             # the verdict is FAKE
+    config = make_config(workers={"max_batch": 1, "max_wait_ms": 0},
+                         scoring={"threshold": threshold})
+    # When the worker scores it with a thumbnail
+    with serve_pool(config) as (push, pull, _):
+        push.send_multipart(FrameMessage("cam", 0, 0.0, time.time(), image,
+                                         want_thumbnail=True).encode())
+        result = receive_results(pull, 1)[0]
+    # Then the box has the verdict's colour
+    assert abs(result.faces[0].fake_probability - probability) < 0.01
+    red, green = box_pixels(result.thumbnail_jpeg)
+    shown, other = (red, green) if expected == "red" else (green, red)
+    assert shown > 50 and other < shown / 10, \
+        (probability, card_threshold, threshold, red, green)

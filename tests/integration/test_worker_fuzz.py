@@ -112,7 +112,8 @@ def pool(make_config):
     frames_port = push.bind_to_random_port("tcp://127.0.0.1")
     results_port = pull.bind_to_random_port("tcp://127.0.0.1")
     endpoints = WorkerEndpoints(f"tcp://127.0.0.1:{frames_port}", f"tcp://127.0.0.1:{results_port}")
-    worker = Worker(config, endpoints, "fuzz", build_frame_scorer(config), context)
+    scorer = build_frame_scorer(config)
+    worker = Worker(config.workers, scorer.card.threshold, endpoints, "fuzz", scorer, context)
     stop = threading.Event()
     crashed: list[BaseException] = []
 

@@ -31,6 +31,8 @@ def test_card_loads_and_normalises(tmp_path: Path):
 
 @pytest.mark.parametrize("change,message", [
     (("threshold = 0.4", "threshold = 1.4"), "threshold"),
+    (("threshold = 0.4", "threshold = 1.0"), r"threshold must be in \(0, 1\)"),
+    (("threshold = 0.4", "threshold = 0.0"), r"threshold must be in \(0, 1\)"),
     (("input_size_px = 224", "input_size_px = 100"), "multiple of 32"),
     (("face_detector = \"yunet\"", "face_detector = \"mtcnn\""), "face_detector"),
     (("architecture = \"efficientnet_b0\"", "architecture = \"vit\""), "architecture"),

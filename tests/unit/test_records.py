@@ -5,7 +5,7 @@ import json
 import pytest
 
 from detector.records import (
-    TERMINAL_STATUSES, HistoryEntry, ScoreRecord, StatusRecord, StreamStatus,
+    TERMINAL_STATUSES, HistoryEntry, ScoreRecord, StatusRecord, StreamStatus, record_expired,
 )
 
 
@@ -22,7 +22,7 @@ def test_a_status_record_round_trips_through_its_redis_form():
 
 
 def test_a_file_status_record_keeps_its_video_score_and_label_even_when_none():
-    record = StatusRecord("clip", StreamStatus.FINISHED, "clip.mp4", "file")
+    record = StatusRecord("clip", StreamStatus.FINISHED, "clip.mp4", "file", verdict="PENDING")
     assert json.loads(record.to_redis())["video_score"] is None
     assert json.loads(record.to_redis())["label"] is None
     assert StatusRecord.from_redis(record.to_redis()) == record
@@ -64,6 +64,22 @@ def test_a_malformed_status_record_without_a_key_is_refused(raw):
 
 def test_statuses_are_their_published_names():
     assert [s.value for s in StreamStatus] == ["connecting", "running", "reconnecting", "stalled",
-                                               "draining", "finished", "failed", "stopped"]
+                                               "draining", "finished", "failed", "stopped",
+                                               "removed"]
     assert {s for s in StreamStatus if s.is_terminal} == TERMINAL_STATUSES
     assert json.dumps(StreamStatus.DRAINING) == '"draining"'
+
+
+def test_a_stream_without_a_scored_frame_reads_as_pending_or_failed_never_no_face():
+    assert StatusRecord.from_redis('{"status": "running", "verdict": "NO_FACE"}', "a").verdict == "PENDING"
+    assert StatusRecord.from_redis('{"status": "failed"}', "a").verdict == "FAILED"
+    assert StatusRecord.from_redis('{"status": "running", "frames_scored": 3, "verdict": "NO_FACE"}',
+                                   "a").verdict == "NO_FACE"
+
+
+@pytest.mark.parametrize("expires_at, expired", [(None, False), (99.0, True), (100.0, True),
+                                                 (101.0, False), ("x", False)])
+def test_an_ended_record_expires_at_its_expires_at(expires_at, expired):
+    raw = json.dumps({"stream_id": "a", "status": "finished", "expires_at": expires_at})
+    assert record_expired(raw, 100.0) is expired
+    assert record_expired(b"not json", 100.0) is False

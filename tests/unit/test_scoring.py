@@ -8,6 +8,7 @@ from detector.scoring import (
     REAL,
     RollingScore,
     aggregate_video,
+    decision_threshold,
     frame_score,
     stream_verdict,
     verdict,
@@ -98,3 +99,12 @@ def test_a_model_returning_nan_is_an_error_not_a_score():
 ])
 def test_a_stream_without_scored_frames_is_pending_or_failed(score, frames_scored, status, expected):
     assert stream_verdict(score, frames_scored, status, 0.5) == expected
+
+
+@pytest.mark.parametrize("configured, card, expected", [
+    (None, 0.4, 0.4),     # no scoring.threshold: the card's
+    (0.7, 0.4, 0.7),      # scoring.threshold set: it wins
+    (0.4, 0.4, 0.4),
+])
+def test_decision_threshold_is_the_configured_one_else_the_cards(configured, card, expected):
+    assert decision_threshold(configured, card) == expected
