@@ -110,7 +110,8 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class ScoringConfig:
-    """``window`` = number of sampled frames with faces in the rolling score."""
+    """``window`` = the most recent sampled frames the rolling score covers; frames without a
+    face take a place in it but do not count toward the mean (``detector.scoring.RollingScore``)."""
 
     window: int = field(default=8, metadata=_rule(ge=1))
     threshold: float | None = field(default=None,

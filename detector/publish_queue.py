@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from detector.records import ScoreRecord, StatusRecord
 from detector.redis_sink import RETRY_INTERVAL_S, RedisSink
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ def _mergeable(pending: _Write, write: _Write) -> bool:
     of the same status replaces the queued one."""
     if write.method != "set_status":
         return True
-    return pending.args[1].get("status") == write.args[1].get("status")
+    return pending.args[0].status == write.args[0].status
 
 
 class PublishQueue:
@@ -66,11 +67,11 @@ class PublishQueue:
         self._thread.start()
 
     # --- the RedisSink write methods, queued ---------------------------------------------------
-    def publish_score(self, message: dict[str, Any]) -> bool:
-        return self._put(_Write("publish_score", (message,), is_sheddable=True))
+    def publish_score(self, record: ScoreRecord) -> bool:
+        return self._put(_Write("publish_score", (record,), is_sheddable=True))
 
-    def set_status(self, stream_id: str, record: dict[str, Any]) -> bool:
-        return self._put(_Write("set_status", (stream_id, record), key=("status", stream_id)))
+    def set_status(self, record: StatusRecord) -> bool:
+        return self._put(_Write("set_status", (record,), key=("status", record.stream_id)))
 
     def set_thumbnail(self, stream_id: str, jpeg: bytes, ttl_s: int = 3600) -> bool:
         return self._put(_Write("set_thumbnail", (stream_id, jpeg), {"ttl_s": ttl_s},

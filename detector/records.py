@@ -254,11 +254,12 @@ class HistoryEntry:
 class ScoreRecord:
     """One scored frame: ``PUBLISH <prefix>:scores`` and ``SET <prefix>:latest:<id>``.
 
-    ``faces`` are the faces' JSON objects (``detector.wire.FaceResult.to_json``).
+    ``faces`` are the faces' JSON objects (``detector.wire.FaceResult.to_json``). The service
+    always writes ``frame_index``; a reader gets None when a message left it out.
     """
 
     stream_id: str
-    frame_index: int
+    frame_index: int | None
     frame_score: float | None
     rolling_score: float | None
     verdict: str
@@ -305,17 +306,14 @@ class ScoreRecord:
         """Read a score message (or a ``latest`` value) back.
 
         Raises:
-            ValueError: not a JSON object, or no ``stream_id`` / ``frame_index``.
+            ValueError: not a JSON object, or no ``stream_id``.
         """
         record = _object(raw)
         stream_id = record.get("stream_id")
         if not isinstance(stream_id, str) or not stream_id:
             raise ValueError(f"expected a stream_id string, got {stream_id!r}")
-        try:
-            frame_index = int(record["frame_index"])
-        except (KeyError, TypeError, ValueError):
-            raise ValueError(
-                f"expected an integer frame_index, got {record.get('frame_index')!r}") from None
+        index = record.get("frame_index")
+        frame_index = index if isinstance(index, int) and not isinstance(index, bool) else None
         faces = record.get("faces")
         timings = record.get("timings_ms")
         return cls(

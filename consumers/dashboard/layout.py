@@ -218,7 +218,7 @@ def thumbnail_view(stream_id: str, jpeg: bytes | None, latest: ScoreRecord | Non
     facts = []
     if latest:
         facts = [
-            html.Div(["frame ", html.B(str(latest.frame_index)),
+            html.Div(["frame ", html.B("?" if latest.frame_index is None else str(latest.frame_index)),
                       f" · {len(latest.faces)} face(s) · frame score {_score_text(latest.frame_score)}"
                       f" · rolling {_score_text(latest.rolling_score)}"]),
             html.Div(["verdict ", verdict_badge(latest.verdict,

@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 
 from detector.publish_queue import PublishQueue
+from detector.records import ScoreRecord, StatusRecord
 from detector.redis_keys import RedisKeys
 from detector.redis_sink import RedisSink
 
 
-def score(index: int) -> dict:
-    return {"schema_version": 1, "stream_id": "s", "frame_index": index, "capture_time": 0.0,
-            "frame_score": None, "rolling_score": None, "verdict": "NO_FACE", "faces": [],
-            "latency_ms": 1.0}
+def score(index: int) -> ScoreRecord:
+    return ScoreRecord("s", index, None, None, "NO_FACE", capture_time=0.0, latency_ms=1.0)
 
 
 def test_writes_land_in_order_and_status_changes_are_never_merged(redis_client):
@@ -23,7 +22,7 @@ def test_writes_land_in_order_and_status_changes_are_never_merged(redis_client):
     pubsub.get_message(timeout=1)
     with queue._cond:  # nothing is written while we hold the lock: everything queues up
         for status in ("running", "running", "stalled", "reconnecting", "running", "running"):
-            queue.set_status("s", {"status": status})
+            queue.set_status(StatusRecord("s", status))
         for index in range(10):
             queue.publish_score(score(index))
     assert queue.flush(10)
@@ -40,9 +39,9 @@ def test_writes_land_in_order_and_status_changes_are_never_merged(redis_client):
 def test_a_forget_then_a_new_status_keeps_the_new_one(redis_client):
     queue = PublishQueue(RedisSink(redis_client, RedisKeys(), 100))
     with queue._cond:
-        queue.set_status("s", {"status": "finished"})
+        queue.set_status(StatusRecord("s", "finished"))
         queue.forget_stream("s")
-        queue.set_status("s", {"status": "finished"})
+        queue.set_status(StatusRecord("s", "finished"))
     assert queue.flush(10)
     assert json.loads(redis_client.hget("deepfake:streams", "s"))["status"] == "finished"
     queue.close()

@@ -50,10 +50,15 @@ def test_no_face_is_written_as_none_and_read_back_as_none_never_a_score():
 
 
 @pytest.mark.parametrize("raw", [b"not json", b"[1, 2]", b'{"frame_index": 1}',
-                                 b'{"stream_id": "cam"}', b'{"stream_id": "cam", "frame_index": "x"}'])
+                                 b'{"stream_id": 7, "frame_index": 1}'])
 def test_a_malformed_score_message_is_refused(raw):
     with pytest.raises(ValueError):
         ScoreRecord.from_redis(raw)
+
+
+@pytest.mark.parametrize("raw", [b'{"stream_id": "cam"}', b'{"stream_id": "cam", "frame_index": "x"}'])
+def test_a_score_message_without_a_usable_frame_index_reads_as_none(raw):
+    assert ScoreRecord.from_redis(raw).frame_index is None
 
 
 @pytest.mark.parametrize("raw", [b"{", b'"running"', b'{"status": "running"}'])
@@ -71,7 +76,9 @@ def test_statuses_are_their_published_names():
 
 
 def test_a_stream_without_a_scored_frame_reads_as_pending_or_failed_never_no_face():
-    assert StatusRecord.from_redis('{"status": "running", "verdict": "NO_FACE"}', "a").verdict == "PENDING"
+    assert StatusRecord.from_redis('{"status": "running", "frames_scored": 0, "verdict": "NO_FACE"}',
+                                   "a").verdict == "PENDING"
+    assert StatusRecord.from_redis('{"status": "running"}', "a").verdict == "PENDING"
     assert StatusRecord.from_redis('{"status": "failed"}', "a").verdict == "FAILED"
     assert StatusRecord.from_redis('{"status": "running", "frames_scored": 3, "verdict": "NO_FACE"}',
                                    "a").verdict == "NO_FACE"
