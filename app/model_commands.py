@@ -110,7 +110,8 @@ def prepare_command(args: argparse.Namespace) -> int:
             print(f"  {error}")
     if args.holdout_set:
         count = write_holdout_eval_set(Path(args.data_root), split, Path(args.holdout_set),
-                                       detector, show_progress=not args.no_progress)
+                                       detector, show_progress=not args.no_progress,
+                                       landmark_model=landmark_model)
         print(f"held-out evaluation set: {count} rows in {Path(args.holdout_set) / 'labels.csv'}")
     return 0
 
@@ -239,7 +240,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-dev", action="store_true", help="do not cache the dev set")
     p.add_argument("--holdout-set", type=Path, default=None,
                    help="also write real + self-blended images of the held-out people, with a "
-                        "labels.csv, to this folder (keep it under .cache/: it holds data)")
+                        "labels.csv, to this folder (keep it under .cache/: it holds data); with "
+                        "--landmarks the fakes are recipe v3's")
     p.add_argument("--landmarks", action="store_true",
                    help="also cache context crops with face-mesh landmarks (for --blend-recipe v3; "
                         "run `fetch-landmarks` first)")

@@ -405,12 +405,14 @@ def write_holdout_eval_set(
     frames_per_video: int = 2,
     seed: int = 7,
     show_progress: bool = True,
+    landmark_model=None,
 ) -> int:
     """Write a labelled set of held-out people for ``evaluate``: each held-out image (and a few
     frames of each held-out video) as a REAL PNG, plus a self-blended copy of it as a FAKE PNG.
 
     The pseudo-fake is blended inside the detected face of the full image, so ``evaluate`` sees
-    it through its own detection and crop. ``out_dir`` must not be committed (it holds data).
+    it through its own detection and crop: with recipe v1 inside the face box, with a
+    ``landmark_model`` by recipe v3 on the face's landmarks (where the mesh finds the face). ``out_dir`` must not be committed (it holds data).
 
     Returns:
         the number of rows written to ``<out_dir>/labels.csv``.
@@ -419,6 +421,7 @@ def write_holdout_eval_set(
 
     import cv2
 
+    from detector.training.sbi import self_blend_v3
     from detector.training.self_blend import self_blend
     from detector.training.split import read_split
 
@@ -452,7 +455,16 @@ def write_holdout_eval_set(
                     continue
                 stem = row.path.replace("/", "__").rsplit(".", 1)[0] + f"_{index:05d}"
                 rgb = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB)
-                fake_rgb, _ = self_blend(rgb, faces[0].box_xyxy, rng)
+                if landmark_model is None:
+                    fake_rgb, _ = self_blend(rgb, faces[0].box_xyxy, rng)
+                else:  # recipe v3, blended in the whole frame on the face's landmarks
+                    mesh = landmark_model.find(rgb, faces[0].box_xyxy)
+                    if mesh.presence < MIN_LANDMARK_PRESENCE:
+                        continue
+                    # the real of the pair: it may carry the recipe's jitter (then the fake's
+                    # target did), so the two differ only where the blend is
+                    real_rgb, fake_rgb, _ = self_blend_v3(rgb, mesh.points_xy, rng)
+                    frame_bgr = cv2.cvtColor(real_rgb, cv2.COLOR_RGB2BGR)
                 cv2.imwrite(str(out_dir / "real" / f"{stem}.png"), frame_bgr)
                 cv2.imwrite(str(out_dir / "fake" / f"{stem}.png"),
                             cv2.cvtColor(fake_rgb, cv2.COLOR_RGB2BGR))

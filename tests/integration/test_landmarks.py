@@ -148,3 +148,29 @@ def test_prepare_with_landmarks_caches_context_crops_box_and_mesh(tmp_path, mesh
     again = prepare_training_data(root, cache, tmp_path / "split.csv", haar, show_progress=False,
                                   landmark_model=mesh, layouts=("context",))
     assert again["train context"].cached_before == 2 and again["train context"].processed == 0
+
+
+def test_the_v3_held_out_set_blends_inside_the_face_of_the_whole_frame(tmp_path, mesh):
+    from detector.training.prepare import write_holdout_eval_set
+    from detector.training.split import SplitRow, write_split
+
+    root = tmp_path / "data"
+    stills = root / "train" / "real" / "stills"
+    stills.mkdir(parents=True)
+    frame = make_frame(3, 480, 360, load_face_bgr(), face_px=256)
+    cv2.imwrite(str(stills / "person.png"), frame)
+    split = tmp_path / "split.csv"
+    write_split([SplitRow("train/real/stills/person.png", "stills:person", "holdout")], split)
+    haar = make_face_detector("haar", yunet_model=Path("unused.onnx"))
+    out = tmp_path / "heldout"
+    assert write_holdout_eval_set(root, split, out, haar, show_progress=False,
+                                  landmark_model=mesh) == 2
+    labels = (out / "labels.csv").read_text().splitlines()
+    assert labels[1].startswith("real/") and ",REAL," in labels[1] and ",FAKE," in labels[2]
+    real = cv2.imread(str(out / labels[1].split(",")[0]))
+    fake = cv2.imread(str(out / labels[2].split(",")[0]))
+    changed = np.abs(real.astype(int) - fake.astype(int)).sum(axis=2) > 0
+    assert changed.any() and real.shape == frame.shape
+    ys, xs = np.nonzero(changed)
+    face = haar.detect(frame)[0].box_xyxy
+    assert face[0] - 40 <= xs.min() and xs.max() <= face[2] + 40  # only around the face
