@@ -6,8 +6,8 @@ import argparse
 import logging
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from detector.config import Config, load_config, with_overrides
 from detector.errors import ConfigError, DetectorError, RedisUnavailableError
@@ -255,7 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames-csv", type=Path, help="also write a CSV here, one row per scored frame")
     p.add_argument("--json", action="store_true",
                    help="print the JSON report to stdout instead of the summary table")
-    p.add_argument("--id", action="append", help="stream id, once per file in order (default: file name without extension)")
+    p.add_argument("--id", action="append",
+                   help="stream id, once per file in order (default: file name without extension)")
     p.add_argument("--workers", type=int, help="worker processes (default workers.count)")
     p.add_argument("--stride", type=int, help="score every Nth frame (default sampling.stride = 4)")
     p.add_argument("--model", help="model name (card models/NAME.toml)")

@@ -8,12 +8,18 @@ import logging
 import threading
 import time
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import redis
 
 from detector.control import (
-    MAX_REPLY_MESSAGE_CHARS, REPLY_TTL_S, make_reply, make_request, parse_request, request_id_of,
+    MAX_REPLY_MESSAGE_CHARS,
+    REPLY_TTL_S,
+    make_reply,
+    make_request,
+    parse_request,
+    request_id_of,
 )
 from detector.errors import DetectorError
 from detector.identifiers import escape_text, shown
@@ -83,7 +89,7 @@ class ControlServer:
         self.requests_failed = 0
         self.restarts = 0
 
-    def start(self) -> "ControlServer":
+    def start(self) -> ControlServer:
         self._thread = threading.Thread(target=self._loop, name="control", daemon=True)
         self._thread.start()
         return self
@@ -120,7 +126,7 @@ class ControlServer:
             self.requests_failed += 1
             log.warning("control request %s refused: %s", shown(request_id), exc)
             ok, message = False, str(exc)
-        except Exception as exc:  # noqa: BLE001 - a bug in one request must not end the channel
+        except Exception as exc:  # a bug in one request must not end the channel
             self.requests_failed += 1
             log.exception("control request %s failed", shown(request_id))
             ok, message = False, f"internal error: {exc.__class__.__name__}: {exc}"
@@ -145,5 +151,5 @@ class ControlServer:
                 self.handle(item[1])
             except (redis.RedisError, OSError) as exc:
                 log.warning("control reply could not be written: %s", exc)
-            except Exception:  # noqa: BLE001 - the loop outlives any one request
+            except Exception:  # the loop outlives any one request
                 log.exception("control loop failed on one request; going on")

@@ -10,9 +10,10 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from detector.collector import StreamState
 from detector.config import Config
@@ -284,7 +285,7 @@ class _Progress:
         self._tasks: dict[str, Any] = {}
         self._progress = None
 
-    def __enter__(self) -> "_Progress":
+    def __enter__(self) -> _Progress:
         if self._enabled:
             from rich.progress import (
                 BarColumn,

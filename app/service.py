@@ -20,7 +20,12 @@ import zmq
 from detector.collector import Collector, StreamState
 from detector.config import Config
 from detector.curve import (
-    AUTHORIZED_DIR, CurveKeys, WorkerKeyring, check_exposure, load_server_keys, make_curve_server,
+    AUTHORIZED_DIR,
+    CurveKeys,
+    WorkerKeyring,
+    check_exposure,
+    load_server_keys,
+    make_curve_server,
     start_authenticator,
 )
 from detector.embedded_redis import EmbeddedRedis, connect
@@ -28,17 +33,17 @@ from detector.errors import DetectorError, ModelError, SourceError
 from detector.identifiers import stream_id_problem
 from detector.inflight import InFlightLedger
 from detector.metrics import PipelineMetrics, ServiceCounts, StreamCounts
+from detector.publish_queue import PublishQueue
 from detector.records import TERMINAL_STATUSES, StreamStatus
 from detector.redis_keys import RedisKeys
-from detector.publish_queue import PublishQueue
 from detector.redis_sink import RedisSink
+from detector.scoring import decision_threshold
 from detector.worker import (
     WorkerEndpoints,
     load_card,
     resolve_face_detector_kind,
     worker_process_main,
 )
-from detector.scoring import decision_threshold
 from producers.base import Source
 from producers.hub import ProducerHub
 from producers.live import make_live_reader
@@ -95,7 +100,7 @@ class Service:
         self.keys = RedisKeys(config.redis.prefix)
 
     # --- start / stop -------------------------------------------------------------------------
-    def start(self) -> "Service":
+    def start(self) -> Service:
         card = load_card(self.config)
         if not card.weights_path.is_file():
             raise ModelError(f"weights {card.weights_path} of model {card.name} not found")
@@ -334,7 +339,7 @@ class Service:
             try:
                 if self._supervise_once(state):
                     return
-            except Exception:  # noqa: BLE001 - supervision outlives any one failure
+            except Exception:  # supervision outlives any one failure
                 log.exception("supervisor: one round failed; going on")
 
     def _supervise_once(self, state: dict) -> bool:

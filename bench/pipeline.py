@@ -26,8 +26,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from detector.config import Config, config_from_dict, config_to_dict, load_config  # noqa: E402
-from detector.model_card import card_path_for  # noqa: E402
+from detector.config import Config, config_from_dict, config_to_dict, load_config
+from detector.model_card import card_path_for
 
 
 def make_random_model(folder: Path, size: int, with_tflite: bool) -> str:
@@ -254,11 +254,13 @@ def print_table(result: dict) -> None:
         ("stage alone: decode (per sampled frame)", f"{s['decode_ms']:.1f} ms"),
         (f"stage alone: detect ({s['detector']})", f"{s['detect_ms']:.1f} ms"),
         ("stage alone: crop", f"{s['crop_ms']:.2f} ms"),
-        (f"stage alone: classify per face, batch {p['max_batch']} ({s['runtime']})", f"{s['classify_ms_per_face_batch']:.1f} ms"),
+        (f"stage alone: classify per face, batch {p['max_batch']} ({s['runtime']})",
+         f"{s['classify_ms_per_face_batch']:.1f} ms"),
         ("stage alone: classify per face, batch 1", f"{s['classify_ms_per_face_batch1']:.1f} ms"),
         ("stage alone: publish to Redis", f"{s['publish_ms']:.2f} ms"),
         ("stages allow (1 / sum per frame)", f"{s['stages_allow_fps']:.1f} frames/s"),
-        (f"pipeline: {result['streams']} streams, {p['workers']} workers, batch {p['max_batch']}", f"{p['sampled_fps']:.1f} frames/s"),
+        (f"pipeline: {result['streams']} streams, {p['workers']} workers, batch {p['max_batch']}",
+         f"{p['sampled_fps']:.1f} frames/s"),
         ("pipeline latency p50 / p95", f"{p['latency_p50_ms']:.0f} / {p['latency_p95_ms']:.0f} ms"),
     ]
     if b:

@@ -423,7 +423,7 @@ class Collector:
                         break
                     try:
                         self.handle_parts(parts)
-                    except Exception:  # noqa: BLE001 - one bad result must not stop scoring
+                    except Exception:  # one bad result must not stop scoring
                         log.exception("collector failed on a result message")
             now = time.monotonic()
             if now - last_refresh >= 1.0:
@@ -431,6 +431,6 @@ class Collector:
                 try:
                     self.check_timeouts()
                     self.publish_counters()
-                except Exception:  # noqa: BLE001 - the refresh must never end result intake
+                except Exception:  # the refresh must never end result intake
                     log.exception("collector: refreshing stream status failed; going on")
                 self.expire_finished()

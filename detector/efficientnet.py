@@ -196,7 +196,7 @@ class EfficientNetB0Classifier(keras.Model):
         }
 
     @classmethod
-    def from_config(cls, config: dict) -> "EfficientNetB0Classifier":
+    def from_config(cls, config: dict) -> EfficientNetB0Classifier:
         return cls(**config)
 
 

@@ -106,7 +106,7 @@ class EmbeddedRedis:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self, timeout_s: float = 10.0) -> "EmbeddedRedis":
+    def start(self, timeout_s: float = 10.0) -> EmbeddedRedis:
         binary = find_redis_server()
         port = self._requested_port
         if port == 0 or not _port_is_free(port):
@@ -180,7 +180,7 @@ class EmbeddedRedis:
             self._dir.cleanup()
             self._dir = None
 
-    def __enter__(self) -> "EmbeddedRedis":
+    def __enter__(self) -> EmbeddedRedis:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -7,8 +7,8 @@ uploads, so that they all score a frame the same way.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 

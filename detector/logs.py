@@ -17,7 +17,7 @@ class EscapingFormatter(logging.Formatter):
     """Writes control characters of the message (newlines included) as escapes and cuts it at
     ``MAX_LOG_MESSAGE_CHARS``; a traceback, which is ours, keeps its lines."""
 
-    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+    def formatMessage(self, record: logging.LogRecord) -> str:  # logging's name
         record.message = escape_text(record.message, MAX_LOG_MESSAGE_CHARS)
         return super().formatMessage(record)
 

@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from detector.errors import ModelError
-from detector.scoring import THRESHOLD_ABOVE, THRESHOLD_BELOW
 from detector.face_crop import CROP_RULES
+from detector.scoring import THRESHOLD_ABOVE, THRESHOLD_BELOW
 
 ARCHITECTURES = ("efficientnet_b0",)
 FACE_DETECTORS = ("haar", "yunet")

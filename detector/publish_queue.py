@@ -164,7 +164,7 @@ class PublishQueue:
     def _write(self, method: str, args: tuple, kwargs: dict) -> bool:
         try:
             return bool(getattr(self.sink, method)(*args, **kwargs))
-        except Exception:  # noqa: BLE001 - a bad record must not stop publishing
+        except Exception:  # a bad record must not stop publishing
             log.exception("writing %s to Redis failed; dropped", method)
             return True
 

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import enum
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from detector.redis_keys import SCHEMA_VERSION
 from detector.scoring import NO_FACE, unscored_verdict
+
 
 class StreamStatus(enum.StrEnum):
     """A stream's status, as published in its status record."""
@@ -146,7 +148,7 @@ class StatusRecord:
 
     @classmethod
     def from_redis(cls, raw: bytes | str | Mapping[str, Any],
-                   stream_id: str | bytes | None = None) -> "StatusRecord":
+                   stream_id: str | bytes | None = None) -> StatusRecord:
         """Read a ``<prefix>:streams`` field (its key is ``stream_id``) or an events message.
         A stream with ``frames_scored = 0`` or no verdict reads as ``PENDING`` / ``FAILED``,
         never ``NO_FACE`` (records written before those verdicts existed said ``NO_FACE``).
@@ -229,7 +231,7 @@ class HistoryEntry:
 
     @classmethod
     def from_redis(cls, entry_id: bytes | str,
-                   fields: Mapping[bytes | str, bytes | str]) -> "HistoryEntry":
+                   fields: Mapping[bytes | str, bytes | str]) -> HistoryEntry:
         """Decode one XRANGE entry (all values are strings; ``''`` means none).
 
         Raises:
@@ -302,7 +304,7 @@ class ScoreRecord:
                             self.latency_ms, self.capture_time, len(self.faces))
 
     @classmethod
-    def from_redis(cls, raw: bytes | str | Mapping[str, Any]) -> "ScoreRecord":
+    def from_redis(cls, raw: bytes | str | Mapping[str, Any]) -> ScoreRecord:
         """Read a score message (or a ``latest`` value) back.
 
         Raises:

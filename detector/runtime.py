@@ -5,8 +5,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -44,7 +45,7 @@ def native_stderr_silenced(enabled: bool = True):
         os.close(devnull)
 
 
-def warm_up(runtime: "ModelRuntime", input_size_px: int) -> None:
+def warm_up(runtime: ModelRuntime, input_size_px: int) -> None:
     """Run one tiny batch so the first real batch does not pay for tracing/allocation."""
     runtime.predict(np.zeros((1, input_size_px, input_size_px, 3), dtype=np.float32))
 

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import heapq
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 REAL = "REAL"
 FAKE = "FAKE"

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -145,7 +146,7 @@ class FrameMessage:
         return [json.dumps(header).encode("utf-8"), pixels.data]
 
     @classmethod
-    def decode(cls, parts: Sequence[bytes]) -> "FrameMessage":
+    def decode(cls, parts: Sequence[bytes]) -> FrameMessage:
         if len(parts) != 2:
             raise WireFormatError(f"expected 2 frame parts, got {len(parts)}")
         header = _load_header(parts[0], _FRAME_KIND)
@@ -199,7 +200,7 @@ class FaceResult:
         }
 
     @classmethod
-    def from_json(cls, raw: Any) -> "FaceResult":
+    def from_json(cls, raw: Any) -> FaceResult:
         if not isinstance(raw, dict):
             raise WireFormatError(f"expected a face object, got {raw!r}")
         box = raw.get("box_xyxy")
@@ -259,7 +260,7 @@ class ResultMessage:
         return parts
 
     @classmethod
-    def decode(cls, parts: Sequence[bytes]) -> "ResultMessage":
+    def decode(cls, parts: Sequence[bytes]) -> ResultMessage:
         if len(parts) not in (1, 2):
             raise WireFormatError(f"expected 1 or 2 result parts, got {len(parts)}")
         header = _load_header(parts[0], _RESULT_KIND)
@@ -313,7 +314,7 @@ class WorkerStats:
         return [json.dumps(header).encode("utf-8")]
 
     @classmethod
-    def decode(cls, parts: Sequence[bytes]) -> "WorkerStats":
+    def decode(cls, parts: Sequence[bytes]) -> WorkerStats:
         if len(parts) != 1:
             raise WireFormatError(f"expected 1 stats part, got {len(parts)}")
         header = _load_header(parts[0], _STATS_KIND)

@@ -135,7 +135,7 @@ class Worker:
 
     @classmethod
     def for_config(cls, config: Config, endpoints: WorkerEndpoints, worker_id: str,
-                   scorer: FrameScorer, context: zmq.Context | None = None) -> "Worker":
+                   scorer: FrameScorer, context: zmq.Context | None = None) -> Worker:
         """A worker with ``config``'s batching and the threshold in force: ``scoring.threshold``
         when set, else the card's (the service's verdicts use the same one)."""
         return cls(config.workers, decision_threshold(config.scoring.threshold, scorer.card.threshold),
@@ -207,7 +207,7 @@ class Worker:
         error = None
         try:
             results, timings = self.scorer.score_frames(frames)
-        except Exception as exc:  # noqa: BLE001 - report the failure per frame, keep serving
+        except Exception as exc:  # report the failure per frame, keep serving
             log.exception("worker %s: scoring a batch of %d frames failed", self.worker_id, len(batch))
             error = f"scoring failed: {exc.__class__.__name__}: {exc}"
             results, timings = [[] for _ in batch], None

@@ -6,8 +6,8 @@ file; live kinds (``rtsp://``, ``webcam:N``, ``/dev/videoN``) register themselve
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 from urllib.parse import urlsplit
 
 from detector.config import Config

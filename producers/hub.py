@@ -6,18 +6,18 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import zmq
 
 from detector.errors import SourceError
 from detector.inflight import InFlightLedger
 from detector.records import StreamStatus
+from detector.sampling import is_sampled
 from detector.wire import FrameMessage
 from producers.backpressure import DROP_OLDEST, LOSSLESS, FrameBuffer
 from producers.base import Source
-from detector.sampling import is_sampled
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +189,7 @@ class ProducerHub:
         }
         try:
             self._on_status(handle.source.stream_id, status, info)
-        except Exception:  # noqa: BLE001 - a sink failure must not kill a reader
+        except Exception:  # a sink failure must not kill a reader
             log.exception("status callback failed for stream %s", handle.source.stream_id)
 
     def offer(self, handle: StreamHandle, frame) -> None:
@@ -234,7 +234,7 @@ class ProducerHub:
         while not self._stop.is_set():
             try:
                 sent_any = self._send_round(poller)
-            except Exception:  # noqa: BLE001 - the one sender thread must outlive any failure
+            except Exception:  # the one sender thread must outlive any failure
                 log.exception("sender: one round failed; going on")
                 sent_any = False
             if not sent_any:
@@ -298,7 +298,7 @@ class ProducerHub:
             return
         try:
             self._on_live_thumbnail_sent(message)
-        except Exception:  # noqa: BLE001 - keeping a frame must never stop the sender
+        except Exception:  # keeping a frame must never stop the sender
             log.exception("keeping the thumbnail frame of %s failed", message.stream_id)
 
     def _has_credit(self, handle: StreamHandle) -> bool:
@@ -342,7 +342,7 @@ def run_file_reader(hub: ProducerHub, handle: StreamHandle) -> None:
         handle.is_done = True
         hub.report(handle, StreamStatus.FAILED, error=str(exc))
         return
-    except Exception as exc:  # noqa: BLE001 - one broken stream must not stop the others
+    except Exception as exc:  # one broken stream must not stop the others
         log.exception("stream %s: unexpected reader error", source.stream_id)
         handle.is_done = True
         hub.report(handle, StreamStatus.FAILED, error=f"{source.display_url}: unexpected error ({exc})")

@@ -18,7 +18,9 @@ from detector.config import SourcesConfig
 from detector.errors import SourceError
 from detector.records import StreamStatus
 from producers.hub import (
-    ProducerHub, ReaderLoop, StreamHandle,
+    ProducerHub,
+    ReaderLoop,
+    StreamHandle,
 )
 
 log = logging.getLogger(__name__)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Iterator
+from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import av
 
 from detector.config import Config
-from detector.url_mask import mask_url
 from detector.errors import SourceError
+from detector.url_mask import mask_url
 from producers.base import SourceFrame
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,8 @@ import queue
 import re
 import threading
 import time
-from typing import Callable, Iterator, Protocol
+from collections.abc import Callable, Iterator
+from typing import Protocol
 
 import cv2
 import numpy as np

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
@@ -87,7 +87,7 @@ def make_config(tiny_model_dir):
     """Build a validated Config pointing at the tiny model; sections override defaults."""
     from detector.config import config_from_dict
 
-    def make(**sections) -> "Config":  # noqa: F821
+    def make(**sections) -> Config:  # noqa: F821
         raw = {
             "model": {"name": "tiny_b0", "dir": str(tiny_model_dir)},
             "workers": {"count": 1, "max_batch": 8, "max_wait_ms": 20},

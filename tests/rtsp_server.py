@@ -71,7 +71,7 @@ class RtspServerProcess:
         credentials = f"{user}:{password}@" if user else ""
         return f"rtsp://{credentials}127.0.0.1:{self.port}/cam{mount}"
 
-    def start(self, timeout_s: float = 30.0) -> "RtspServerProcess":
+    def start(self, timeout_s: float = 30.0) -> RtspServerProcess:
         command = [SYSTEM_PYTHON, str(SCRIPT), "--file", str(self.clip), "--port", str(self.port),
                    "--mounts", str(self.mounts), "--fps", str(self.fps)]
         if self.user:
@@ -104,7 +104,7 @@ class RtspServerProcess:
                 pipe.close()
         self.process = None
 
-    def restart(self) -> "RtspServerProcess":
+    def restart(self) -> RtspServerProcess:
         self.stop()
         return self.start()
 

@@ -17,8 +17,8 @@ from consumers.dashboard.figures import history_figure, placeholder_figure, uplo
 from consumers.dashboard.frame_why import clicked_frame_index, decode_kept_frame
 from consumers.dashboard.redis_reader import DashboardReader
 from consumers.dashboard.services import DashboardServices
-from detector.url_mask import mask_url
 from detector.errors import DetectorError, ModelError, RedisUnavailableError, SourceError
+from detector.url_mask import mask_url
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def register_callbacks(app: dash.Dash, reader: DashboardReader,
                       "The last known state is shown below.")
             new_signature = "disconnected"
             if signature == new_signature:
-                raise PreventUpdate
+                raise PreventUpdate from None
             return (banner, layout.BANNER_DOWN, dash.no_update, dash.no_update, dash.no_update,
                     dash.no_update, new_signature)
         rows = layout.stream_table_rows(streams)
@@ -179,10 +179,10 @@ def register_callbacks(app: dash.Dash, reader: DashboardReader,
         function(contents, filename) {
             if (!contents) { return window.dash_clientside.no_update; }
             var size = Math.floor((contents.length - contents.indexOf(",") - 1) * 3 / 4);
-            if (size > %d) { return {filename: filename, size_bytes: size}; }
+            if (size > MAX_BYTES) { return {filename: filename, size_bytes: size}; }
             return {filename: filename, contents: contents};
         }
-        """ % uploads.max_bytes,
+        """.replace("MAX_BYTES", str(int(uploads.max_bytes))),
         Output("upload-payload", "data"),
         Input("upload", "contents"), State("upload", "filename"),
         prevent_initial_call=True,
@@ -207,7 +207,7 @@ def register_callbacks(app: dash.Dash, reader: DashboardReader,
             return layout.error_view(f"the model could not be loaded: {exc}")
         except DetectorError as exc:
             return layout.error_view(str(exc))
-        except Exception as exc:  # noqa: BLE001 - the page must say what happened, not hang
+        except Exception as exc:  # the page must say what happened, not hang
             log.exception("scoring the upload %s failed", filename)
             return layout.error_view(f"scoring {filename} failed: {exc.__class__.__name__}: {exc}")
         card = uploads.card()

@@ -7,7 +7,8 @@ latest thumbnail frame (``deepfake:frame:<id>``), so that is the one explained.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import base64
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -234,8 +235,8 @@ def thumbnail_view(stream_id: str, jpeg: bytes | None, latest: ScoreRecord | Non
     return html.Div([picture, html.Div(facts, style={"marginTop": "8px", "fontSize": "14px"})])
 
 
-def upload_result_view(result: "UploadResult", figure: "go.Figure",
-                       explanations: Sequence[tuple["FaceCrop", np.ndarray]],
+def upload_result_view(result: UploadResult, figure: go.Figure,
+                       explanations: Sequence[tuple[FaceCrop, np.ndarray]],
                        model_note: str | None) -> html.Div:
     """Verdict, per-frame chart, the crops that drove the score and their Grad-CAM maps.
 
@@ -275,7 +276,7 @@ def upload_result_view(result: "UploadResult", figure: "go.Figure",
     return html.Div(parts, id="upload-report")
 
 
-def why_view(explanations: Sequence[tuple["FaceCrop", np.ndarray]], element_id: str) -> html.Div:
+def why_view(explanations: Sequence[tuple[FaceCrop, np.ndarray]], element_id: str) -> html.Div:
     """Grad-CAM tiles: each face crop beside its heat map, with its fake probability."""
     tiles = [
         html.Div([
@@ -295,8 +296,8 @@ def why_view(explanations: Sequence[tuple["FaceCrop", np.ndarray]], element_id: 
     ], id=element_id)
 
 
-def frame_why_view(stream_id: str, result: "UploadResult",
-                   explanations: Sequence[tuple["FaceCrop", np.ndarray]],
+def frame_why_view(stream_id: str, result: UploadResult,
+                   explanations: Sequence[tuple[FaceCrop, np.ndarray]],
                    origin: str = "scored again from its file") -> html.Div:
     """"Why" for one frame of a stream; ``origin`` says where the frame came from."""
     index = result.frame_indices[0]

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
-import dataclasses
 from typing import Any
 
 import redis

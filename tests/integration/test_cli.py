@@ -163,7 +163,8 @@ def test_watch_once_lists_streams(tmp_path, tiny_model_dir, redis_server, redis_
     assert "93 ms" in result.stdout
 
 
-def test_ctrl_c_during_replay_drains_writes_the_report_and_exits_1(tmp_path, tiny_model_dir, redis_server, redis_client):
+def test_ctrl_c_during_replay_drains_writes_the_report_and_exits_1(tmp_path, tiny_model_dir, redis_server,
+                                                                   redis_client):
     from producers.synthetic import write_video
 
     long_video = write_video(tmp_path / "long.mp4", 1200, 320, 240)

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from app.evaluate import compute_metrics, read_labels, run_evaluate, ItemResult
+from app.evaluate import ItemResult, compute_metrics, read_labels, run_evaluate
 from detector.face_detect import FaceBox
 from detector.frame_scorer import FrameScorer
 from detector.model_card import load_model_card

@@ -81,9 +81,9 @@ def test_same_stem_twice_gets_distinct_ids_and_stride_is_respected(
 
 
 def test_embedded_redis_reuses_its_port_right_after_a_previous_run():
-    from detector.embedded_redis import EmbeddedRedis, free_port
-
     import redis
+
+    from detector.embedded_redis import EmbeddedRedis, free_port
 
     port = free_port()
     with EmbeddedRedis(port) as first:

@@ -14,7 +14,12 @@ import pytest
 import zmq
 
 from detector.wire import (
-    MAX_HEADER_BYTES, MAX_SIDE_PX, SCHEMA_VERSION, FrameMessage, ResultMessage, WorkerStats,
+    MAX_HEADER_BYTES,
+    MAX_SIDE_PX,
+    SCHEMA_VERSION,
+    FrameMessage,
+    ResultMessage,
+    WorkerStats,
     decode_worker_output,
 )
 from detector.worker import Worker, WorkerEndpoints, build_frame_scorer
@@ -120,7 +125,7 @@ def pool(make_config):
     def serve():
         try:
             worker.run(stop)
-        except BaseException as exc:  # noqa: BLE001 - recorded for the assertion
+        except BaseException as exc:  # recorded for the assertion
             crashed.append(exc)
             raise
 

@@ -3,8 +3,8 @@ from pathlib import Path
 import pytest
 
 from detector.config import Config, config_from_dict, load_config, with_overrides
-from detector.url_mask import mask_url
 from detector.errors import ConfigError
+from detector.url_mask import mask_url
 
 
 def test_empty_config_is_the_defaults():

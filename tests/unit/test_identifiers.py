@@ -6,9 +6,14 @@ import logging
 import pytest
 
 from detector.identifiers import (
-    MAX_URL_CHARS, escape_text, is_valid_stream_id, shown, stream_id_from_name, url_problem,
+    MAX_URL_CHARS,
+    escape_text,
+    is_valid_stream_id,
+    shown,
+    stream_id_from_name,
+    url_problem,
 )
-from detector.logs import EscapingFormatter, LOG_FORMAT
+from detector.logs import LOG_FORMAT, EscapingFormatter
 
 
 @pytest.mark.parametrize("value, valid", [

@@ -5,7 +5,12 @@ import json
 import pytest
 
 from detector.records import (
-    TERMINAL_STATUSES, HistoryEntry, ScoreRecord, StatusRecord, StreamStatus, record_expired,
+    TERMINAL_STATUSES,
+    HistoryEntry,
+    ScoreRecord,
+    StatusRecord,
+    StreamStatus,
+    record_expired,
 )
 
 

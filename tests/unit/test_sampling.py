@@ -16,7 +16,8 @@ def test_bad_sampling_arguments_raise(index, stride):
         is_sampled(index, stride)
 
 
-@pytest.mark.parametrize("total,stride,expected", [(0, 4, 0), (1, 4, 1), (4, 4, 1), (5, 4, 2), (42, 4, 11), (30, 1, 30)])
+@pytest.mark.parametrize("total,stride,expected",
+                         [(0, 4, 0), (1, 4, 1), (4, 4, 1), (5, 4, 2), (42, 4, 11), (30, 1, 30)])
 def test_sampled_count_matches_is_sampled(total, stride, expected):
     assert sampled_count(total, stride) == expected == sum(is_sampled(i, stride) for i in range(total))
 

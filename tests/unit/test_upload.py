@@ -7,7 +7,13 @@ import numpy as np
 import pytest
 
 from app.upload import (
-    UploadCheck, check_upload, decode_contents, decoded_size, read_frames, score_frames, sniff_kind,
+    UploadCheck,
+    check_upload,
+    decode_contents,
+    decoded_size,
+    read_frames,
+    score_frames,
+    sniff_kind,
 )
 from detector.errors import SourceError
 from detector.face_detect import FaceBox

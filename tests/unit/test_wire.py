@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 
 from detector.errors import WireFormatError
-from detector.wire import (FaceResult, FrameMessage, ResultMessage, WorkerStats,
-                           decode_worker_output, peek_stream_id)
+from detector.wire import FaceResult, FrameMessage, ResultMessage, WorkerStats, decode_worker_output, peek_stream_id
 
 
 def make_frame(**overrides):
