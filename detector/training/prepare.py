@@ -412,7 +412,8 @@ def write_holdout_eval_set(
 
     The pseudo-fake is blended inside the detected face of the full image, so ``evaluate`` sees
     it through its own detection and crop: with recipe v1 inside the face box, with a
-    ``landmark_model`` by recipe v3 on the face's landmarks (where the mesh finds the face). ``out_dir`` must not be committed (it holds data).
+    ``landmark_model`` by recipe v3 on the face's landmarks (where the mesh finds the face).
+    ``out_dir`` must not be committed (it holds data).
 
     Returns:
         the number of rows written to ``<out_dir>/labels.csv``.
