@@ -9,7 +9,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from detector.config import Config, load_config, with_overrides
+from app.cli_config import load_cli_config
+from detector.config import Config
 from detector.errors import ConfigError, DetectorError, RedisUnavailableError
 from detector.logs import LOG_FORMAT, EscapingFormatter, stderr_console
 
@@ -42,18 +43,7 @@ def add_verbosity(parser: argparse.ArgumentParser) -> None:
                         help="log errors only")
 
 
-def _load(args: argparse.Namespace) -> Config:
-    config = load_config(args.config)
-    overrides: dict[str, dict] = {}
-    if getattr(args, "redis_url", None):
-        overrides["redis"] = {"url": args.redis_url}
-    if getattr(args, "workers", None) is not None:
-        overrides["workers"] = {"count": args.workers}
-    if getattr(args, "stride", None) is not None:
-        overrides["sampling"] = {"stride": args.stride}
-    if getattr(args, "model", None):
-        overrides["model"] = {"name": args.model}
-    return with_overrides(config, **overrides) if overrides else config
+_load = load_cli_config
 
 
 # --- handlers -------------------------------------------------------------------------------
@@ -129,17 +119,15 @@ def cmd_attach(args: argparse.Namespace) -> int:
     from app.control import send_request
     from detector.embedded_redis import connect
     from detector.redis_keys import RedisKeys
+    from detector.stream_urls import default_stream_id, service_target
     from detector.url_mask import mask_url
     from producers.factory import check_source
-    from producers.file_source import stream_id_for_path
 
     config = _load(args)
-    url = args.url
-    if "://" not in url and not url.startswith(("webcam:", "/dev/video")):
-        url = str(Path(url).resolve())  # the service may run in another folder
+    url = service_target(args.url)  # a file made absolute: the service may run elsewhere
     check_source(url)  # a missing or unreadable file is refused here, before any request
     client = connect(_redis_url(config), config.redis.socket_timeout_s)
-    stream_id = args.id or stream_id_for_path(args.url)
+    stream_id = args.id or default_stream_id(url)
     reply = send_request(client, RedisKeys(config.redis.prefix), "attach", stream_id,
                          url=url, stride=args.stride, timeout_s=args.timeout)
     log.debug("attach %s → %s", mask_url(url), reply)

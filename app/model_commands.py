@@ -8,7 +8,8 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from detector.config import Config, load_config, with_overrides
+from app.cli_config import load_cli_config
+from detector.config import Config, with_overrides
 from detector.errors import TrainingDataError
 
 log = logging.getLogger(__name__)
@@ -19,16 +20,7 @@ SHARED_YUNET = Path("../shared/models/face_detection_yunet.onnx")
 DEFAULT_LANDMARK_MODEL = Path("models/face_landmark.tflite")
 
 
-def _config(args: argparse.Namespace) -> Config:
-    config = load_config(args.config)
-    overrides: dict[str, dict] = {}
-    if getattr(args, "model", None):
-        overrides["model"] = {"name": args.model}
-    if getattr(args, "yunet_model", None):
-        overrides["faces"] = {"yunet_model": str(Path(args.yunet_model).resolve())}
-    if getattr(args, "runtime", None):
-        overrides["workers"] = {"runtime": args.runtime}
-    return with_overrides(config, **overrides) if overrides else config
+_config = load_cli_config   # the same loader as every other subcommand (app/cli_config.py)
 
 
 def _yunet_path(config: Config) -> Path:

@@ -21,7 +21,8 @@ from detector.logs import stderr_console
 from detector.redis_keys import SCHEMA_VERSION
 from detector.sampling import sampled_count
 from detector.scoring import verdict
-from producers.file_source import FileSource, stream_id_for_path
+from detector.stream_urls import default_stream_id
+from producers.file_source import FileSource
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ def plan_items(paths: Sequence[str], ids: Sequence[str] | None) -> list[ReplayIt
     items: list[ReplayItem] = []
     used: set[str] = set()
     for i, path in enumerate(paths):
-        stream_id = ids[i] if ids else stream_id_for_path(path)
+        stream_id = ids[i] if ids else default_stream_id(str(path))
         problem = stream_id_problem(stream_id)
         if problem:
             raise ConfigError(f"--id: {problem}")

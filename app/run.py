@@ -10,9 +10,9 @@ from app.control import ControlServer
 from app.service import Service
 from detector.config import Config
 from detector.errors import DetectorError, SourceError
+from detector.stream_urls import default_stream_id, url_kind
 from detector.url_mask import mask_url
-from producers.factory import check_source, make_source, source_kind
-from producers.file_source import stream_id_for_path
+from producers.factory import check_source, make_source
 
 log = logging.getLogger(__name__)
 
@@ -55,14 +55,14 @@ def run_service(config: Config, exit_when_done: bool = False, extra_urls: list[s
 
         control = ControlServer(service.sink.client, service.keys, attach, detach).start()
         streams = [(s.id, s.url, s.stride) for s in config.streams]
-        streams += [(stream_id_for_path(url), url, None) for url in extra_urls]
+        streams += [(default_stream_id(url), url, None) for url in extra_urls]
         for stream_id, url, stride in streams:
             try:
                 attach(stream_id, url, stride)
             except DetectorError as exc:
                 # Registered as failed below; the collector logs that once.
                 try:
-                    kind = "file" if source_kind(url) == "file" else "live"
+                    kind = "file" if url_kind(url) == "file" else "live"
                 except SourceError:
                     kind = "file"
                 service.collector.register(stream_id, mask_url(url), kind)

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from detector.config import Config
 from detector.errors import SourceError
 from detector.identifiers import shown, url_problem
+from detector.stream_urls import url_kind
 from detector.url_mask import mask_url
 from producers.base import Source
 from producers.file_source import FileSource, check_video_file
@@ -27,23 +28,6 @@ LIVE_KINDS: dict[str, SourceFactory] = {
     "rtsps": make_rtsp_source,
     "webcam": make_webcam_source,
 }
-
-
-def source_kind(url: str) -> str:
-    """``file``, or the live kind (``rtsp``, ``webcam``) a URL names.
-
-    Raises:
-        SourceError: the URL cannot be parsed (``rtsp://[::1/x``).
-    """
-    if url.startswith("webcam:") or url.startswith("/dev/video"):
-        return "webcam"
-    try:
-        scheme = urlsplit(url).scheme if "://" in url else ""
-    except ValueError as exc:
-        raise SourceError(f"{shown(mask_url(url))}: malformed URL ({exc})") from None
-    if scheme in ("", "file"):
-        return "file"
-    return scheme
 
 
 def _file_path(url: str) -> Path:
@@ -63,7 +47,7 @@ def check_source(url: str) -> None:
     problem = url_problem(url)
     if problem:
         raise SourceError(problem)
-    if source_kind(url) == "file":
+    if url_kind(url) == "file":
         check_video_file(_file_path(url))
 
 
@@ -77,7 +61,7 @@ def make_source(url: str, stream_id: str, config: Config) -> Source:
     problem = url_problem(url)
     if problem:
         raise SourceError(problem)
-    kind = source_kind(url)
+    kind = url_kind(url)
     if kind == "file":
         return FileSource(_file_path(url), stream_id)
     factory = LIVE_KINDS.get(kind)

@@ -10,16 +10,10 @@ from pathlib import Path
 import av
 
 from detector.errors import SourceError
-from detector.identifiers import stream_id_from_name
+from detector.stream_urls import default_stream_id
 from producers.base import SourceFrame
 
 log = logging.getLogger(__name__)
-
-
-def stream_id_for_path(path: Path | str) -> str:
-    """A file's default stream id: its name without extension (``driving`` for driving.mp4),
-    with characters outside the stream id pattern replaced by ``_`` and cut to 64."""
-    return stream_id_from_name(Path(path).stem or Path(path).name)
 
 
 def check_video_file(path: Path | str) -> None:
@@ -41,14 +35,14 @@ class FileSource:
 
     Args:
         path: the video file.
-        stream_id: id to publish under; defaults to :func:`stream_id_for_path`.
+        stream_id: id to publish under; defaults to :func:`detector.stream_urls.default_stream_id`.
     """
 
     is_live = False
 
     def __init__(self, path: Path | str, stream_id: str | None = None):
         self.path = Path(path)
-        self.stream_id = stream_id or stream_id_for_path(self.path)
+        self.stream_id = stream_id or default_stream_id(str(self.path))
         self.display_url = str(self.path)
         self._container = None
         self._stream = None

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from urllib.parse import urlsplit
 
+from detector.stream_urls import default_stream_id, service_target
 from detector.url_mask import mask_url
 
-LIVE_PREFIXES = ("rtsp://", "rtsps://", "webcam:", "/dev/video")
+__all__ = ["attach_target", "default_stream_id", "mask_in_text"]
 
 
 def attach_target(text: str) -> str:
@@ -24,19 +24,7 @@ def attach_target(text: str) -> str:
         raise ValueError("expected a file path, rtsp:// URL or webcam index, got nothing")
     if text.isdigit():
         return f"webcam:{int(text)}"
-    if "://" in text or text.startswith(LIVE_PREFIXES):
-        return text
-    return str(Path(text).expanduser().resolve())
-
-
-def default_stream_id(target: str) -> str:
-    """A stream id when the form leaves it empty: the file or URL path's last name
-    (``driving`` for driving.mp4, ``live`` for rtsp://cam/live), ``webcam0`` for webcam:0."""
-    if target.startswith("webcam:"):
-        return "webcam" + target[len("webcam:"):]
-    path = urlsplit(target).path if "://" in target else target
-    stem = Path(path).stem
-    return stem or (urlsplit(target).hostname or "stream")
+    return service_target(text)
 
 
 def mask_in_text(text: str, url: str) -> str:

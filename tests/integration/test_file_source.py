@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from detector.errors import SourceError
-from producers.file_source import FileSource, stream_id_for_path
+from detector.stream_urls import default_stream_id
+from producers.file_source import FileSource
 from producers.synthetic import read_index, write_video
 
 
@@ -25,7 +26,7 @@ def test_webm_is_read_too(second_video):
 
 
 def test_default_stream_id_is_the_file_stem():
-    assert stream_id_for_path("videos/driving.mp4") == "driving"
+    assert default_stream_id("videos/driving.mp4") == "driving"
     assert FileSource(Path("a/b/clip.webm")).stream_id == "clip"
     assert FileSource(Path("a/b/clip.webm"), "door").stream_id == "door"
 

@@ -6,7 +6,8 @@ import pytest
 
 from detector.config import config_from_dict
 from detector.errors import SourceError
-from producers.factory import make_source, source_kind
+from detector.stream_urls import url_kind
+from producers.factory import make_source
 from producers.rtsp_source import RtspSource, scrub, validate_rtsp_url
 
 
@@ -55,7 +56,7 @@ def test_factory_builds_a_masked_live_rtsp_source():
     assert source.is_live and source.stream_id == "door"
     assert source.display_url == "rtsp://***@cam.local:8554/x"
     assert (source.transport, source.read_timeout_s) == ("udp", 3.0)
-    assert source_kind("rtsp://cam/x") == "rtsp"
+    assert url_kind("rtsp://cam/x") == "rtsp"
 
 
 def test_factory_refuses_a_malformed_rtsp_url():
@@ -68,4 +69,4 @@ def test_an_unparseable_url_is_a_source_error_not_a_crash(url):
     from detector.errors import SourceError
 
     with pytest.raises(SourceError, match="malformed URL"):
-        source_kind(url)
+        url_kind(url)

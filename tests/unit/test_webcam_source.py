@@ -7,7 +7,8 @@ import pytest
 
 from detector.config import config_from_dict
 from detector.errors import SourceError
-from producers.factory import make_source, source_kind
+from detector.stream_urls import url_kind
+from producers.factory import make_source
 from producers.webcam_source import WebcamSource, parse_webcam_url
 
 
@@ -92,7 +93,7 @@ def test_open_fails_when_the_device_is_missing():
 def test_factory_builds_a_live_webcam_source():
     source = make_source("/dev/video0", "desk", config_from_dict({}))
     assert isinstance(source, WebcamSource) and source.is_live
-    assert source_kind("webcam:0") == "webcam"
+    assert url_kind("webcam:0") == "webcam"
 
 
 class HangingCapture(FakeCapture):
