@@ -145,6 +145,8 @@ def train_command(args: argparse.Namespace) -> int:
         utkface_share=args.utkface_share,
         init_weights=str(args.init_weights) if args.init_weights else None,
         blend_recipe=args.blend_recipe,
+        frozen_stages=args.frozen_stages,
+        unfreeze_last_epochs=args.unfreeze_last,
     )
     dev_labels = Path(args.data_root) / "dev" / "labels.csv"
     run_dir = Path(args.run_dir or f"runs/{config.model.name}_{args.init}")
@@ -284,6 +286,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="self-blend recipe: v1 made sbi_b0 0.1.0, v2 was tried "
                         "(detector/training/self_blend.py), v3 is the published recipe on landmarks "
                         "(detector/training/sbi.py; needs `prepare --landmarks`)")
+    p.add_argument("--frozen-stages", type=int, default=0,
+                   help="freeze the stem and the first N stages (0-3) to train faster "
+                        "(bench/train_speed.py: 1.8x at N=2 on 2 CPU cores)")
+    p.add_argument("--unfreeze-last", type=int, default=0,
+                   help="with --frozen-stages: train every layer in the last N epochs")
     p.add_argument("--stop-after", type=int, default=None,
                    help="stop after this many epochs (a short comparison run)")
     p.add_argument("--no-publish", action="store_true", help="train only; do not write the model")

@@ -15,6 +15,7 @@ INITS = ("lite0", "random")
 # on context crops with landmarks (detector.training.sbi), cropped with the "box" rule.
 RECIPES = (*BLEND_RECIPES, "v3", "v3x")
 CONTEXT_RECIPES = ("v3", "v3x")
+MAX_FROZEN_STAGES = 3
 # v3x: recipe v3 where this share of the pseudo-fakes are cross-identity blends instead
 CROSS_IDENTITY_SHARE = {"v3": 0.0, "v3x": 0.5}
 V3_EVAL_PX = 224  # v3's held-out pairs and dev crops are cut at this size, then resized
@@ -40,6 +41,10 @@ class TrainSettings:
     seed: int = 0
     init_weights: str | None = None  # start from these weights (a previous run) instead of init
     blend_recipe: str = "v1"  # a key of detector.training.self_blend.BLEND_RECIPES
+    # Freeze the stem and the first N stages (0 = none, at most 3) for every epoch but the
+    # last ``unfreeze_last_epochs``: frozen layers skip their gradients (bench/train_speed.py).
+    frozen_stages: int = 0
+    unfreeze_last_epochs: int = 0
 
     def __post_init__(self) -> None:
         if self.init not in INITS:
@@ -56,6 +61,18 @@ class TrainSettings:
             )
         if not 0.0 <= self.utkface_share <= 1.0:
             raise ValueError(f"expected 0 <= utkface_share <= 1, got {self.utkface_share}")
+        if not 0 <= self.frozen_stages <= MAX_FROZEN_STAGES:
+            raise ValueError(
+                f"expected 0 <= frozen_stages <= {MAX_FROZEN_STAGES}, got {self.frozen_stages}"
+            )
+        if self.unfreeze_last_epochs < 0:
+            raise ValueError(f"expected unfreeze_last_epochs >= 0, got {self.unfreeze_last_epochs}")
+
+    def frozen_prefixes_at(self, epoch: int) -> tuple[str, ...]:
+        """Name prefixes of the layers frozen in 0-based ``epoch`` (empty: all train)."""
+        if not self.frozen_stages or epoch >= self.total_epochs - self.unfreeze_last_epochs:
+            return ()
+        return ("stem_", *(f"block{stage}" for stage in range(1, self.frozen_stages + 1)))
 
     @property
     def uses_context(self) -> bool:

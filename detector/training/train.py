@@ -82,6 +82,17 @@ def _near_identity_se(model) -> None:
             layer.set_weights([kernel * 0.1, np.full_like(bias, 2.5)])
 
 
+def freeze(model, prefixes: tuple[str, ...]) -> int:
+    """Make the layers whose names start with ``prefixes`` untrainable (their batch-norm
+    statistics stay fixed too), every other layer trainable; returns how many are frozen.
+    The model must be compiled again for it to take effect."""
+    count = 0
+    for layer in model.layers:
+        layer.trainable = not (prefixes and layer.name.startswith(prefixes))
+        count += not layer.trainable
+    return count
+
+
 def _compile(model, settings: TrainSettings, learning_rate: float) -> None:
     model.compile(
         optimizer=keras.optimizers.AdamW(learning_rate=learning_rate,
@@ -178,6 +189,7 @@ def train_model(
     metrics_log = run_dir / "metrics.jsonl"
     last_epoch = settings.total_epochs if stop_after_epochs is None else min(
         settings.total_epochs, stop_after_epochs)
+    frozen: tuple[str, ...] = ()
     for epoch in range(state.epochs_done, last_epoch):
         epoch_size = settings.size_at(epoch)
         if model is None:
@@ -185,7 +197,15 @@ def train_model(
             _compile(model, settings, settings.learning_rate_at(epoch))
         elif epoch_size != size:
             log.info("switching input size %d → %d px", size, epoch_size)
+            freeze(model, ())  # the weights' order must not depend on what is frozen
             model = build_model(settings, epoch_size, weights=model.get_weights())
+            frozen = ()
+            _compile(model, settings, settings.learning_rate_at(epoch))
+        if settings.frozen_prefixes_at(epoch) != frozen:
+            frozen = settings.frozen_prefixes_at(epoch)
+            log.info("epoch %d: %s", epoch + 1,
+                     f"frozen {', '.join(frozen)}" if frozen else "every layer trains")
+            freeze(model, frozen)
             _compile(model, settings, settings.learning_rate_at(epoch))
         size = epoch_size
         learning_rate = settings.learning_rate_at(epoch)

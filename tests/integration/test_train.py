@@ -240,3 +240,37 @@ def test_a_killed_training_process_resumes_from_its_last_checkpoint(tiny_context
     final = json.loads((run / "state.json").read_text())
     assert final["epochs_done"] == 3 and final["history"][0] == saved["history"][0]
     assert [h["input_size_px"] for h in final["history"]] == [32, 32, 64]
+
+
+def test_frozen_stages_keep_their_weights_until_the_last_epochs_unfreeze_them(tiny_cache, tmp_path):
+    from detector.training.train import build_model
+
+    rows, cache = tiny_cache
+    settings = _settings(frozen_stages=2, unfreeze_last_epochs=1)
+    assert settings.frozen_prefixes_at(0) == ("stem_", "block1", "block2")
+    assert settings.frozen_prefixes_at(1) == ()
+    initial = build_model(settings, 32)
+    run = tmp_path / "run"
+    train_model(rows, cache, run, settings, dev_labels=None, workers=1)
+
+    def layer_weights(epoch: int, name: str) -> list[np.ndarray]:
+        model = build_model(settings, 32)
+        model.load_weights(str(run / f"epoch_{epoch}.weights.h5"))
+        return model.get_layer(name).get_weights()
+
+    for name in ("stem_conv", "stem_bn", "block2a_project_bn"):  # frozen in epoch 1
+        assert all(np.array_equal(a, b) for a, b in
+                   zip(initial.get_layer(name).get_weights(), layer_weights(1, name))), name
+    assert not all(np.array_equal(a, b) for a, b in  # a later stage trained in epoch 1
+                   zip(initial.get_layer("block3a_project_conv").get_weights(),
+                       layer_weights(1, "block3a_project_conv")))
+    assert not np.array_equal(layer_weights(1, "stem_conv")[0], layer_weights(2, "stem_conv")[0])
+
+
+@pytest.mark.parametrize("changes,message", [
+    ({"frozen_stages": 4}, "frozen_stages"),
+    ({"unfreeze_last_epochs": -1}, "unfreeze_last_epochs"),
+])
+def test_bad_freeze_settings_are_rejected(changes, message):
+    with pytest.raises(ValueError, match=message):
+        _settings(**changes)
