@@ -145,8 +145,8 @@ class Service:
                 ledger=self.ledger,
                 resend_after_s=self.config.workers.result_timeout_s,
                 file_max_in_flight=self.config.pool.frames_hwm,
+                live_reader=make_live_reader(self.config.sources),
             )
-            self.hub.reader_loops[True] = make_live_reader(self.config.sources)
             self._start_metrics()
             self._start_thread("collector", self.collector.run, self._results_socket, self._stop)
             self._start_thread("supervisor", self._supervise)

@@ -75,6 +75,8 @@ class ProducerHub:
             their result comes back and are sent again ``resend_after_s`` after each send (a
             hung worker) or at once after :meth:`worker_lost` (a dead one).
         file_max_in_flight: file frames of one stream sent and not yet answered.
+        live_reader: the reader loop of live sources (``producers.live.make_live_reader``, which
+            imports this module, so it is handed in); None: live sources are refused.
     """
 
     def __init__(
@@ -91,6 +93,7 @@ class ProducerHub:
         ledger: InFlightLedger | None = None,
         resend_after_s: float = 30.0,
         file_max_in_flight: int = 64,
+        live_reader: ReaderLoop | None = None,
     ):
         self._socket = socket
         self._on_status = on_status
@@ -111,7 +114,9 @@ class ProducerHub:
         self._wakeup = threading.Event()
         self._sender = threading.Thread(target=self._send_loop, name="zmq-sender", daemon=True)
         self._sender.start()
-        self.reader_loops: dict[bool, ReaderLoop] = {False: run_file_reader}
+        self._reader_loops: dict[bool, ReaderLoop] = {False: run_file_reader}
+        if live_reader is not None:
+            self._reader_loops[True] = live_reader
 
     # --- public API -------------------------------------------------------------------------
     def add(self, source: Source, stride: int, nonce: str | None = None) -> StreamHandle:
@@ -126,7 +131,7 @@ class ProducerHub:
             handle = StreamHandle(source, stride, FrameBuffer(capacity, policy))
             handle.nonce = nonce if nonce is not None else self.ledger.open_stream(source.stream_id)
             self._streams[source.stream_id] = handle
-        loop = self.reader_loops.get(source.is_live)
+        loop = self._reader_loops.get(source.is_live)
         if loop is None:
             raise SourceError(f"no reader for {'live' if source.is_live else 'file'} sources")
         handle.thread = threading.Thread(

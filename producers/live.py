@@ -40,7 +40,7 @@ def backoff_delay_s(attempt: int, min_s: float, max_s: float) -> float:
 
 
 def make_live_reader(sources: SourcesConfig) -> ReaderLoop:
-    """The reader loop for live sources (``hub.reader_loops[True]``), with these settings."""
+    """The reader loop for live sources (``ProducerHub(live_reader=…)``), with these settings."""
 
     def reader(hub: ProducerHub, handle: StreamHandle) -> None:
         run_live_reader(hub, handle, sources)

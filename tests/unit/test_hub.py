@@ -34,8 +34,8 @@ def pool_sockets():
 def make_hub(push, hubs, scored: dict, lost_after_s: float = 60.0) -> ProducerHub:
     hub = ProducerHub(push, lambda *args: None, live_buffer_frames=2,
                       scored_count=lambda stream_id: scored.get(stream_id, 0),
-                      live_max_in_flight=2, lost_after_s=lost_after_s)
-    hub.reader_loops[True] = make_live_reader(SourcesConfig(reconnect_min_s=0.01))
+                      live_max_in_flight=2, lost_after_s=lost_after_s,
+                      live_reader=make_live_reader(SourcesConfig(reconnect_min_s=0.01)))
     hubs.append(hub)
     return hub
 
@@ -93,8 +93,8 @@ def test_only_live_thumbnail_frames_are_handed_over_once_sent(pool_sockets, live
     push, pull, hubs = pool_sockets
     kept: list[FrameMessage] = []
     hub = ProducerHub(push, lambda *args: None, thumbnail_interval_s=0.0,
-                      on_live_thumbnail_sent=kept.append)
-    hub.reader_loops[True] = make_live_reader(SourcesConfig(reconnect_min_s=0.01))
+                      on_live_thumbnail_sent=kept.append,
+                      live_reader=make_live_reader(SourcesConfig(reconnect_min_s=0.01)))
     hubs.append(hub)
     source = ScriptedSource(["forever"] if live else [8])
     source.is_live = live
@@ -122,8 +122,8 @@ def test_the_sender_survives_a_failing_round(pool_sockets, caplog):
             raise RuntimeError("boom")  # a bug anywhere in one sending round
         return 10**6
 
-    hub = ProducerHub(push, lambda *args: None, scored_count=scored_count)
-    hub.reader_loops[True] = make_live_reader(SourcesConfig(reconnect_min_s=0.01))
+    hub = ProducerHub(push, lambda *args: None, scored_count=scored_count,
+                      live_reader=make_live_reader(SourcesConfig(reconnect_min_s=0.01)))
     hubs.append(hub)
     # given a sender whose first rounds fail
     hub.add(ScriptedSource(["forever"]), stride=1)

@@ -67,10 +67,9 @@ def hub_and_statuses():
     socket.setsockopt(zmq.LINGER, 0)
     socket.bind("inproc://frames")
     statuses: list[tuple[str, dict]] = []
-    hub = ProducerHub(socket, lambda sid, status, info: statuses.append((status, info)),
-                      live_buffer_frames=2)
     sources = SourcesConfig(stall_timeout_s=1.0, reconnect_min_s=0.01, reconnect_max_s=0.04)
-    hub.reader_loops[True] = make_live_reader(sources)
+    hub = ProducerHub(socket, lambda sid, status, info: statuses.append((status, info)),
+                      live_buffer_frames=2, live_reader=make_live_reader(sources))
     yield hub, statuses
     hub.close()
     socket.close(0)
