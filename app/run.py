@@ -43,7 +43,7 @@ def run_service(config: Config, exit_when_done: bool = False, extra_urls: list[s
             if existing is not None and not existing.done.is_set():
                 raise SourceError(f"stream id {stream_id!r} is already running")
             check_source(url)
-            source = make_source(url, stream_id, config)
+            source = make_source(url, stream_id, config.sources)
             service.add_source(source, stride)
             return f"attached {stream_id} ({source.display_url})"
 

@@ -131,7 +131,7 @@ def run_step(service, server, listener: ScoreListener, n_streams: int, warmup_s:
 
     ids = [f"cam{i}" for i in range(n_streams)]
     for i, stream_id in enumerate(ids):
-        service.add_source(make_source(server.url(i), stream_id, service.config))
+        service.add_source(make_source(server.url(i), stream_id, service.config.sources))
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not all(
             (s := service.collector.stream(i)) is not None and s.status == "running" for i in ids):

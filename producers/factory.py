@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from detector.config import Config
+from detector.config import SourcesConfig
 from detector.errors import SourceError
 from detector.identifiers import shown, url_problem
 from detector.stream_urls import url_kind
@@ -20,7 +20,7 @@ from producers.file_source import FileSource, check_video_file
 from producers.rtsp_source import make_rtsp_source
 from producers.webcam_source import make_webcam_source
 
-SourceFactory = Callable[[str, str, Config], Source]
+SourceFactory = Callable[[str, str, SourcesConfig], Source]
 
 # kind (URL scheme) → factory for live sources.
 LIVE_KINDS: dict[str, SourceFactory] = {
@@ -51,7 +51,7 @@ def check_source(url: str) -> None:
         check_video_file(_file_path(url))
 
 
-def make_source(url: str, stream_id: str, config: Config) -> Source:
+def make_source(url: str, stream_id: str, sources: SourcesConfig) -> Source:
     """Build the source for ``url``.
 
     Raises:
@@ -67,4 +67,4 @@ def make_source(url: str, stream_id: str, config: Config) -> Source:
     factory = LIVE_KINDS.get(kind)
     if factory is None:
         raise SourceError(f"{shown(mask_url(url))}: unsupported stream kind {shown(kind)}")
-    return factory(url, stream_id, config)
+    return factory(url, stream_id, sources)

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 import av
 
-from detector.config import Config
+from detector.config import SourcesConfig
 from detector.errors import SourceError
 from detector.url_mask import mask_url
 from producers.base import SourceFrame
@@ -147,9 +147,8 @@ def scrub(text: str, url: str) -> str:
     return text
 
 
-def make_rtsp_source(url: str, stream_id: str, config: Config) -> RtspSource:
+def make_rtsp_source(url: str, stream_id: str, sources: SourcesConfig) -> RtspSource:
     """``LIVE_KINDS`` factory: an RTSP source with the ``[sources]`` timeouts and transport."""
-    sources = config.sources
     return RtspSource(url, stream_id, transport=sources.rtsp_transport,
                       open_timeout_s=sources.open_timeout_s,
                       read_timeout_s=sources.stall_timeout_s)

@@ -13,7 +13,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from detector.config import Config
+from detector.config import SourcesConfig
 from detector.errors import SourceError
 from producers.base import SourceFrame
 
@@ -178,7 +178,7 @@ class WebcamSource:
             reader.close()
 
 
-def make_webcam_source(url: str, stream_id: str, config: Config) -> WebcamSource:
+def make_webcam_source(url: str, stream_id: str, sources: SourcesConfig) -> WebcamSource:
     """``LIVE_KINDS`` factory: a webcam with the ``[sources]`` timeouts."""
-    return WebcamSource(url, stream_id, open_timeout_s=config.sources.open_timeout_s,
-                        read_timeout_s=config.sources.stall_timeout_s)
+    return WebcamSource(url, stream_id, open_timeout_s=sources.open_timeout_s,
+                        read_timeout_s=sources.stall_timeout_s)

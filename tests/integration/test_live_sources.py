@@ -139,7 +139,7 @@ def servers(rtsp_clip):
 
 
 def attach(service: Service, stream_id: str, url: str) -> None:
-    service.add_source(make_source(url, stream_id, service.config))
+    service.add_source(make_source(url, stream_id, service.config.sources))
 
 
 def status(client: redis.Redis, stream_id: str) -> dict:

@@ -51,7 +51,7 @@ def test_scrub_removes_url_and_password(text, expected):
 
 def test_factory_builds_a_masked_live_rtsp_source():
     config = config_from_dict({"sources": {"rtsp_transport": "udp", "stall_timeout_s": 3}})
-    source = make_source("rtsp://bob:hunter2@cam.local:8554/x", "door", config)
+    source = make_source("rtsp://bob:hunter2@cam.local:8554/x", "door", config.sources)
     assert isinstance(source, RtspSource)
     assert source.is_live and source.stream_id == "door"
     assert source.display_url == "rtsp://***@cam.local:8554/x"
@@ -61,7 +61,7 @@ def test_factory_builds_a_masked_live_rtsp_source():
 
 def test_factory_refuses_a_malformed_rtsp_url():
     with pytest.raises(SourceError, match="malformed"):
-        make_source("rtsp://bob:hunter2@/x", "door", config_from_dict({}))
+        make_source("rtsp://bob:hunter2@/x", "door", config_from_dict({}).sources)
 
 
 @pytest.mark.parametrize("url", ["rtsp://[::1/x", "file://[", "http://[::1"])

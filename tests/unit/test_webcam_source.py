@@ -91,7 +91,7 @@ def test_open_fails_when_the_device_is_missing():
 
 
 def test_factory_builds_a_live_webcam_source():
-    source = make_source("/dev/video0", "desk", config_from_dict({}))
+    source = make_source("/dev/video0", "desk", config_from_dict({}).sources)
     assert isinstance(source, WebcamSource) and source.is_live
     assert url_kind("webcam:0") == "webcam"
 
