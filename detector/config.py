@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from detector.errors import ConfigError
+from detector.face_detector_kinds import AUTO, FACE_DETECTORS
 from detector.identifiers import stream_id_problem, url_problem
 from detector.scoring import THRESHOLD_ABOVE, THRESHOLD_BELOW
 from detector.url_mask import mask_url
@@ -94,7 +95,7 @@ class FacesConfig:
     """Face detection. ``detector = "auto"`` uses the model card's detector when its file exists,
     else the Haar cascade (with a log line saying where to put YuNet)."""
 
-    detector: str = field(default="auto", metadata=_rule(choices=("auto", "haar", "yunet")))
+    detector: str = field(default=AUTO, metadata=_rule(choices=(AUTO, *FACE_DETECTORS)))
     yunet_model: str = "models/face_detection_yunet.onnx"
     detect_width_px: int = field(default=640, metadata=_rule(ge=64))
     min_face_px: int = field(default=32, metadata=_rule(ge=4))

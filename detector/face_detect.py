@@ -13,6 +13,7 @@ import numpy as np
 
 from detector.errors import ModelError
 from detector.face_crop import scale_to_width
+from detector.face_detector_kinds import HAAR, YUNET
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ def _largest_first(faces: list[FaceBox], max_faces: int) -> list[FaceBox]:
 class HaarFaceDetector:
     """OpenCV's frontal-face Haar cascade, as the original project used, on a downscaled copy."""
 
-    name = "haar"
+    name = HAAR
 
     def __init__(self, detect_width_px: int = 640, min_face_px: int = 32, max_faces: int = 5):
         cascade_path = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
@@ -88,7 +89,7 @@ class HaarFaceDetector:
 class YuNetFaceDetector:
     """YuNet (OpenCV model zoo, MIT) through ``cv2.FaceDetectorYN``: faster and more accurate."""
 
-    name = "yunet"
+    name = YUNET
 
     def __init__(
         self,
@@ -139,10 +140,10 @@ def make_face_detector(
     min_face_px: int = 32,
     max_faces: int = 5,
 ) -> FaceDetector:
-    """Build the detector named ``kind`` (``"haar"`` or ``"yunet"``)."""
+    """Build the detector named ``kind`` (one of ``detector.face_detector_kinds.FACE_DETECTORS``)."""
     factories: dict[str, Callable[[], FaceDetector]] = {
-        "haar": lambda: HaarFaceDetector(detect_width_px, min_face_px, max_faces),
-        "yunet": lambda: YuNetFaceDetector(yunet_model, detect_width_px, min_face_px, max_faces),
+        HAAR: lambda: HaarFaceDetector(detect_width_px, min_face_px, max_faces),
+        YUNET: lambda: YuNetFaceDetector(yunet_model, detect_width_px, min_face_px, max_faces),
     }
     if kind not in factories:
         raise ModelError(f"face detector must be one of {sorted(factories)}, got {kind!r}")

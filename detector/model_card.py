@@ -30,10 +30,10 @@ import numpy as np
 
 from detector.errors import ModelError
 from detector.face_crop import CROP_RULES
+from detector.face_detector_kinds import FACE_DETECTORS
 from detector.scoring import THRESHOLD_ABOVE, THRESHOLD_BELOW
 
 ARCHITECTURES = ("efficientnet_b0",)
-FACE_DETECTORS = ("haar", "yunet")
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from detector.config import Config, WorkersConfig
 from detector.curve import CurveKeys, make_curve_client
 from detector.errors import DetectorError, WireFormatError
 from detector.face_detect import make_face_detector
+from detector.face_detector_kinds import AUTO, HAAR, YUNET
 from detector.frame_scorer import FrameScorer
 from detector.logs import configure_logging
 from detector.model_card import ModelCard, card_path_for, load_model_card
@@ -56,11 +57,11 @@ def resolve_face_detector_kind(config: Config, card: ModelCard, warn: bool = Tru
     """``faces.detector = auto`` → the card's detector if usable, else Haar (with one WARNING
     naming the fix, unless ``warn`` is False: worker processes leave it to the service)."""
     kind = config.faces.detector
-    if kind != "auto":
+    if kind != AUTO:
         return kind
-    if card.face_detector == "yunet":
+    if card.face_detector == YUNET:
         if config.resolve_path(config.faces.yunet_model).is_file():
-            return "yunet"
+            return YUNET
         if warn:
             log.warning(
                 "YuNet face detector not found at %s: faces are found with OpenCV's Haar cascade "
@@ -68,7 +69,7 @@ def resolve_face_detector_kind(config: Config, card: ModelCard, warn: bool = Tru
                 "reliable. Fix: deepfake-detector fetch-yunet",
                 config.resolve_path(config.faces.yunet_model), card.name,
             )
-        return "haar"
+        return HAAR
     return card.face_detector
 
 

@@ -82,3 +82,20 @@ def test_a_temperature_keeps_the_order_and_moves_probabilities_toward_a_half():
     softer = apply_temperature(p, 2.0)
     assert np.all(np.diff(softer) > 0) and softer[2] == pytest.approx(0.5)
     assert np.all(np.abs(softer - 0.5) < np.abs(p - 0.5) + 1e-7)
+
+
+def test_every_face_detector_name_has_an_implementation(tmp_path):
+    from detector.config import config_from_dict
+    from detector.face_detect import make_face_detector
+    from detector.face_detector_kinds import FACE_DETECTORS
+
+    for name in FACE_DETECTORS:
+        config_from_dict({"faces": {"detector": name}})   # a valid faces.detector
+        try:
+            detector = make_face_detector(name, yunet_model=tmp_path / "missing.onnx")
+        except ModelError as exc:   # YuNet without its file: refused for that reason only
+            assert "not found" in str(exc), exc
+        else:
+            assert detector.name == name
+    with pytest.raises(ModelError, match="must be one of"):
+        make_face_detector("mtcnn", yunet_model=tmp_path / "x.onnx")
