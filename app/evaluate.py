@@ -2,7 +2,7 @@
 
 Input is a ``labels.csv`` with ``path`` (relative to ``--root``) and ``label`` (``REAL``/``FAKE``);
 optional ``dataset``, ``method`` and ``group`` columns give per-dataset metrics and group-aware
-confidence intervals. Images are one frame; a video is sampled every ``stride``-th frame (4),
+confidence intervals. Images are one frame; a video is sampled every ``stride``-th frame (``sampling.stride``, 4),
 at most ``max_frames`` (32) of them, evenly spread. Frames go through
 :class:`detector.frame_scorer.FrameScorer` (face detection, crop, one batched model call) and are
 aggregated like the streams are: a frame's score is its most suspicious face, an item's score the
@@ -32,7 +32,7 @@ import numpy as np
 
 from detector.errors import DetectorError, SourceError
 from detector.frame_scorer import FrameScorer
-from detector.sampling import spread_evenly
+from detector.sampling import DEFAULT_STRIDE, sampled_indices
 from detector.scoring import aggregate_video, frame_score
 from detector.training.faces import FallbackPolicy, whole_image_box
 from detector.training.media import is_image_path, is_video_path, read_image_bgr
@@ -140,7 +140,7 @@ def sampled_video_frames(path: Path, stride: int, max_frames: int) -> list[np.nd
             source.close()
             source = FileSource(path)
             source.open()
-        wanted = spread_evenly(list(range(0, total, stride)), max_frames) if total else []
+        wanted = sampled_indices(total, stride, max_frames)
         keep, last = set(wanted), max(wanted) if wanted else -1
         frames = []
         for frame in source.frames():
@@ -178,7 +178,7 @@ def evaluate_items(
     rows: Sequence[LabelRow],
     root: Path,
     max_frames: int = 32,
-    stride: int = 4,
+    stride: int = DEFAULT_STRIDE,
     fallback: FallbackPolicy | None = FallbackPolicy(),
 ) -> list[ItemResult]:
     """Score every row; errors are recorded per item and never stop the run."""
@@ -303,7 +303,7 @@ def run_evaluate(
     root: Path,
     report_path: Path | None,
     max_frames: int = 32,
-    stride: int = 4,
+    stride: int = DEFAULT_STRIDE,
     fallback: FallbackPolicy | None = FallbackPolicy(),
     resamples: int = 2000,
 ) -> dict:

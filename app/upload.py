@@ -17,7 +17,7 @@ import numpy as np
 from app.image_header import image_size
 from detector.errors import SourceError
 from detector.frame_scorer import FrameScorer
-from detector.sampling import is_sampled, spread_evenly
+from detector.sampling import sampled_indices
 from detector.scoring import aggregate_video, decision_threshold, frame_score, verdict
 from detector.upload_result import FaceCrop, UploadResult
 
@@ -198,7 +198,7 @@ def decode_sampled(path: Path, filename: str, stride: int, max_frames: int, max_
                         if packet.size)
             container.seek(0)
         count = min(count, max_decoded_frames)
-        wanted = set(spread_evenly([i for i in range(count) if is_sampled(i, stride)], max_frames))
+        wanted = set(sampled_indices(count, stride, max_frames))
         last_wanted = max(wanted) if wanted else -1
         stream.thread_type = "AUTO"
         frames: list[tuple[int, np.ndarray]] = []

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from detector.errors import ConfigError
 from detector.face_detector_kinds import AUTO, FACE_DETECTORS
 from detector.identifiers import stream_id_problem, url_problem
+from detector.sampling import DEFAULT_STRIDE
 from detector.scoring import THRESHOLD_ABOVE, THRESHOLD_BELOW
 from detector.url_mask import mask_url
 
@@ -67,7 +68,7 @@ class PoolConfig:
 
 @dataclass(frozen=True)
 class SamplingConfig:
-    stride: int = field(default=4, metadata=_rule(ge=1))
+    stride: int = field(default=DEFAULT_STRIDE, metadata=_rule(ge=1))
 
 
 @dataclass(frozen=True)

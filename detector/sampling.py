@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+DEFAULT_STRIDE = 4   # sampling.stride's default: score every 4th decoded frame
+
 
 def is_sampled(frame_index: int, stride: int) -> bool:
     """True for frames ``0, stride, 2*stride, …``.
@@ -21,6 +23,19 @@ def sampled_count(frames_total: int, stride: int) -> int:
     if stride < 1:
         raise ValueError(f"expected stride >= 1, got {stride}")
     return (max(0, frames_total) + stride - 1) // stride
+
+
+def sampled_indices(frames_total: int, stride: int, max_count: int | None = None) -> list[int]:
+    """The sampled frame indices of a ``frames_total``-frame video (:func:`is_sampled`), at most
+    ``max_count`` of them evenly spread (first and last included); None: all of them.
+
+    Raises:
+        ValueError: ``stride < 1`` or ``max_count < 1``.
+    """
+    if stride < 1:
+        raise ValueError(f"expected stride >= 1, got {stride}")
+    indices = list(range(0, max(0, frames_total), stride))
+    return indices if max_count is None else spread_evenly(indices, max_count)
 
 
 def spread_evenly(indices: list[int], max_count: int) -> list[int]:
