@@ -16,6 +16,7 @@ import redis
 from app.service import Service
 from detector.config import Config
 from detector.errors import DetectorError
+from detector.records import StreamStatus
 from producers.file_source import FileSource
 from producers.synthetic import write_video
 
@@ -91,4 +92,4 @@ def run_demo(config: Config, frames: int = 240) -> int:
                   f"highest {max(latencies_ms):.0f} ms (see the note above)", flush=True)
     finally:
         service.stop()
-    return 0 if state.status == "finished" else 1
+    return 0 if state.status == StreamStatus.FINISHED else 1

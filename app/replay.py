@@ -18,6 +18,7 @@ from typing import Any
 from detector.collector import StreamState
 from detector.config import Config
 from detector.logs import stderr_console
+from detector.records import StreamStatus
 from detector.redis_keys import SCHEMA_VERSION
 from detector.sampling import sampled_count
 from detector.scoring import verdict
@@ -62,7 +63,8 @@ def file_report(item: ReplayItem, state: StreamState | None, threshold: float) -
                 "error": "not started", "frames_total": 0, "frames_sampled": 0,
                 "frames_scored": 0, "frames_with_faces": 0, "video_score": None,
                 "label": None, "frames": []}
-    status = {"finished": "ok", "failed": "failed"}.get(state.status, "interrupted")
+    status = {StreamStatus.FINISHED: "ok", StreamStatus.FAILED: "failed"}.get(state.status,
+                                                                             "interrupted")
     score = state.video_score()
     frames = sorted(state.frames, key=lambda r: r.frame_index)
     return {

@@ -10,6 +10,7 @@ from app.control import ControlServer
 from app.service import Service
 from detector.config import Config
 from detector.errors import DetectorError, SourceError
+from detector.records import StreamStatus
 from detector.stream_urls import default_stream_id, url_kind
 from detector.url_mask import mask_url
 from producers.factory import check_source, make_source
@@ -84,5 +85,5 @@ def run_service(config: Config, exit_when_done: bool = False, extra_urls: list[s
             signal.signal(sig, handler)
     if service.fatal_error:
         raise DetectorError(service.fatal_error)
-    failed = [s.stream_id for s in service.collector.streams() if s.status == "failed"]
+    failed = [s.stream_id for s in service.collector.streams() if s.status == StreamStatus.FAILED]
     return 1 if exit_when_done and failed else 0
