@@ -66,22 +66,12 @@ def load_face_set(rows: Sequence[SplitRow], side: str, cache_dir: Path,
     if settings.layout == "context":
         return _load_context_set(rows, side, cache_dir, settings)
     crops, groups, utk = [], [], []
-    missing = 0
-    for row in rows:
-        if row.side != side:
-            continue
-        path = cache_file(cache_dir, settings, row.path)
-        if not path.is_file():
-            missing += 1
-            continue
-        faces = load_cached(path)
+    for row, faces in _cached_files(rows, side, cache_dir, settings, "prepare"):
         if faces.count == 0:
             continue
         crops.append(faces.crops_rgb)
         groups.extend([row.group] * faces.count)
         utk.extend([row.group.startswith("utkface:")] * faces.count)
-    if missing:
-        log.warning("%d %s files are not in the face cache: run `prepare` first", missing, side)
     size = settings.crop_px
     return FaceSet(
         np.concatenate(crops) if crops else np.zeros((0, size, size, 3), np.uint8),
@@ -90,10 +80,11 @@ def load_face_set(rows: Sequence[SplitRow], side: str, cache_dir: Path,
     )
 
 
-def _load_context_set(rows: Sequence[SplitRow], side: str, cache_dir: Path,
-                      settings: CacheSettings) -> FaceSet:
-    crops, boxes, points, groups = [], [], [], []
-    missing = without_landmarks = 0
+def _cached_files(rows: Sequence[SplitRow], side: str, cache_dir: Path, settings: CacheSettings,
+                  prepare_command: str):
+    """``(row, cached faces)`` of every file of ``side`` in the cache; the missing are counted
+    and reported once, with the command that fills the cache."""
+    missing = 0
     for row in rows:
         if row.side != side:
             continue
@@ -101,7 +92,17 @@ def _load_context_set(rows: Sequence[SplitRow], side: str, cache_dir: Path,
         if not path.is_file():
             missing += 1
             continue
-        faces = load_cached(path)
+        yield row, load_cached(path)
+    if missing:
+        log.warning("%d %s files are not in the face cache: run `%s` first", missing, side,
+                    prepare_command)
+
+
+def _load_context_set(rows: Sequence[SplitRow], side: str, cache_dir: Path,
+                      settings: CacheSettings) -> FaceSet:
+    crops, boxes, points, groups = [], [], [], []
+    without_landmarks = 0
+    for row, faces in _cached_files(rows, side, cache_dir, settings, "prepare --landmarks"):
         for i in range(faces.count):
             if not np.isfinite(faces.landmarks_xy[i]).all():
                 without_landmarks += 1
@@ -110,9 +111,6 @@ def _load_context_set(rows: Sequence[SplitRow], side: str, cache_dir: Path,
             boxes.append(faces.boxes_xyxy[i])
             points.append(faces.landmarks_xy[i])
             groups.append(row.group)
-    if missing:
-        log.warning("%d %s files are not in the context cache: run `prepare --landmarks` first",
-                    missing, side)
     if without_landmarks:
         log.info("%s: %d faces without landmarks left out", side, without_landmarks)
     return FaceSet(
