@@ -9,7 +9,6 @@ import cv2
 import numpy as np
 
 from detector.errors import SourceError
-from detector.sampling import spread_evenly
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 VIDEO_SUFFIXES = (".mp4", ".webm", ".avi", ".mov")
@@ -50,11 +49,6 @@ def count_video_frames(path: Path) -> int:
             return sum(1 for _ in container.decode(stream))
     except (av.error.FFmpegError, OSError) as exc:
         raise SourceError(f"{path}: not a readable video ({exc})") from None
-
-
-def sampled_frame_indices(frames_total: int, stride: int, max_frames: int) -> list[int]:
-    """Every ``stride``-th frame index, at most ``max_frames`` of them, evenly spread."""
-    return spread_evenly(list(range(0, max(0, frames_total), stride)), max_frames) if frames_total else []
 
 
 def read_video_frames(path: Path, indices: list[int]) -> list[tuple[int, np.ndarray]]:

@@ -23,13 +23,13 @@ import numpy as np
 from detector.errors import SourceError
 from detector.face_crop import box_crop_region, crop_face
 from detector.face_detect import FaceDetector
+from detector.sampling import DEFAULT_STRIDE, sampled_indices
 from detector.training.faces import FallbackPolicy, faces_with_fallback
 from detector.training.media import (
     count_video_frames,
     is_video_path,
     read_image_bgr,
     read_video_frames,
-    sampled_frame_indices,
 )
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ class CacheSettings:
     face_margin: float = 0.25
     crop_px: int = 224
     frames_per_video: int = 32
-    frame_stride: int = 4
+    frame_stride: int = DEFAULT_STRIDE  # stays a field: its value is part of the cache key
     all_faces: bool = False
     detector: str = "yunet"
     detect_width_px: int = 640
@@ -180,7 +180,7 @@ def extract_faces(
 
 def _read_frames(path: Path, settings: CacheSettings):
     if is_video_path(path):
-        indices = sampled_frame_indices(
+        indices = sampled_indices(
             count_video_frames(path), settings.frame_stride, settings.frames_per_video
         )
         return read_video_frames(path, indices)
@@ -442,7 +442,7 @@ def write_holdout_eval_set(
             path = Path(data_root) / row.path
             try:
                 if is_video_path(path):
-                    indices = sampled_frame_indices(count_video_frames(path), 1, frames_per_video + 2)
+                    indices = sampled_indices(count_video_frames(path), 1, frames_per_video + 2)
                     frames = read_video_frames(path, indices[1:-1] or indices)
                 else:
                     frames = [(0, read_image_bgr(path))]
