@@ -180,16 +180,12 @@ def decode_sampled(path: Path, filename: str, stride: int, max_frames: int, max_
     Raises:
         SourceError: not a video, frames over ``max_pixels``, or decoding failed.
     """
-    import av
+    import av  # only uploads of videos need PyAV
 
+    from detector.video import open_video
+
+    container, stream = open_video(path, filename)
     try:
-        container = av.open(str(path), mode="r")
-    except (av.error.FFmpegError, UnicodeDecodeError, OSError):
-        raise SourceError(f"{filename}: not a readable video") from None
-    try:
-        if not container.streams.video:
-            raise SourceError(f"{filename}: not a readable video (no video stream)")
-        stream = container.streams.video[0]
         _check_pixels(filename, (stream.codec_context.width, stream.codec_context.height),
                       max_pixels)
         count = stream.frames or 0
@@ -200,7 +196,6 @@ def decode_sampled(path: Path, filename: str, stride: int, max_frames: int, max_
         count = min(count, max_decoded_frames)
         wanted = set(sampled_indices(count, stride, max_frames))
         last_wanted = max(wanted) if wanted else -1
-        stream.thread_type = "AUTO"
         frames: list[tuple[int, np.ndarray]] = []
         decoded = 0
         try:

@@ -11,6 +11,7 @@ import av
 
 from detector.errors import SourceError
 from detector.stream_urls import default_stream_id
+from detector.video import error_reason, open_video
 from producers.base import SourceFrame
 
 log = logging.getLogger(__name__)
@@ -56,15 +57,7 @@ class FileSource:
             raise SourceError(f"{self.path}: is a folder, not a video file")
         if self.path.stat().st_size == 0:
             raise SourceError(f"{self.path}: file is empty")
-        try:
-            self._container = av.open(str(self.path), mode="r")
-        except (av.error.FFmpegError, UnicodeDecodeError, OSError) as exc:
-            raise SourceError(f"{self.path}: not a video file ({_reason(exc)})") from None
-        if not self._container.streams.video:
-            self.close()
-            raise SourceError(f"{self.path}: not a video file (no video stream)")
-        self._stream = self._container.streams.video[0]
-        self._stream.thread_type = "AUTO"
+        self._container, self._stream = open_video(self.path, str(self.path), failure="not a video file")
         self.frame_count_hint = self._stream.frames or None
         log.debug("opened %s (%s)", name, self._stream.codec_context.name)
 
@@ -79,7 +72,7 @@ class FileSource:
                 index += 1
         except av.error.FFmpegError as exc:
             raise SourceError(
-                f"{self.path}: decoding failed after {index} frames ({_reason(exc)})"
+                f"{self.path}: decoding failed after {index} frames ({error_reason(exc)})"
             ) from None
         if index == 0:
             raise SourceError(f"{self.path}: not a video file (no decodable frame)")
@@ -91,7 +84,3 @@ class FileSource:
             container, self._container, self._stream = self._container, None, None
             container.close()
 
-
-def _reason(exc: Exception) -> str:
-    text = getattr(exc, "strerror", None) or str(exc)
-    return text.split(":")[0].strip() if text else exc.__class__.__name__

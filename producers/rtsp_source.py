@@ -12,6 +12,7 @@ import av
 from detector.config import SourcesConfig
 from detector.errors import SourceError
 from detector.url_mask import mask_url
+from detector.video import open_video
 from producers.base import SourceFrame
 
 log = logging.getLogger(__name__)
@@ -78,18 +79,10 @@ class RtspSource:
         # FFmpeg >= 6); PyAV's (open, read) timeout interrupts anything else that blocks.
         socket_timeout_us = str(int(max(self.open_timeout_s, self.read_timeout_s) * 1_000_000))
         options = {"rtsp_transport": self.transport, "timeout": socket_timeout_us}
-        try:
-            self._container = av.open(
-                self._url, mode="r", options=options,
-                timeout=(self.open_timeout_s, self.read_timeout_s),
-            )
-        except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
-            raise SourceError(f"{self.display_url}: cannot connect ({self._reason(exc)})") from None
-        if not self._container.streams.video:
-            self.close()
-            raise SourceError(f"{self.display_url}: no video stream")
-        self._stream = self._container.streams.video[0]
-        self._stream.thread_type = "AUTO"
+        self._container, self._stream = open_video(
+            self._url, self.display_url, failure="cannot connect", no_stream="no video stream",
+            options=options, timeout=(self.open_timeout_s, self.read_timeout_s), reason=self._reason,
+        )
         log.info("stream %s: connected to %s (%s over %s)", self.stream_id, self.display_url,
                  self._stream.codec_context.name, self.transport)
 

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 
 from detector.errors import SourceError
+from detector.video import open_video
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 VIDEO_SUFFIXES = (".mp4", ".webm", ".avi", ".mov")
@@ -39,11 +40,9 @@ def read_image_bgr(path: Path) -> np.ndarray:
 
 def count_video_frames(path: Path) -> int:
     """Number of decodable frames (container metadata, or a decode pass when it has none)."""
+    container, stream = open_video(path, str(path), no_stream="no video stream")
     try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise SourceError(f"{path}: no video stream")
-            stream = container.streams.video[0]
+        with container:
             if stream.frames:
                 return int(stream.frames)
             return sum(1 for _ in container.decode(stream))
@@ -65,12 +64,9 @@ def read_video_frames(path: Path, indices: list[int]) -> list[tuple[int, np.ndar
     wanted = set(indices)
     last = max(indices) if indices else -1
     frames: list[tuple[int, np.ndarray]] = []
+    container, stream = open_video(path, str(path), no_stream="no video stream")
     try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise SourceError(f"{path}: no video stream")
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
+        with container:
             for index, frame in enumerate(container.decode(stream)):
                 if index in wanted:
                     frames.append((index, frame.to_ndarray(format="bgr24")))
