@@ -6,31 +6,30 @@ streams, a crashed ``run``). A stream that a running service still reads is refu
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
-from typing import Any
 
 import redis
 
 from detector.errors import DetectorError
-from detector.records import TERMINAL_STATUSES
+from detector.records import TERMINAL_STATUSES, StatusRecord
 from detector.redis_keys import RedisKeys
 from detector.redis_sink import RedisSink
 
 log = logging.getLogger(__name__)
 
 
-def _records(client: redis.Redis, keys: RedisKeys) -> dict[str, dict[str, Any]]:
-    records = {}
+def _statuses(client: redis.Redis, keys: RedisKeys) -> dict[str, str | None]:
+    """Each listed stream's status; None for a record that cannot be read (it is listed all the
+    same, so it can be forgotten)."""
+    statuses: dict[str, str | None] = {}
     for key, raw in client.hgetall(keys.streams).items():
         stream_id = key.decode("utf-8", "replace") if isinstance(key, bytes) else key
         try:
-            record = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            record = {}
-        records[stream_id] = record if isinstance(record, dict) else {}
-    return records
+            statuses[stream_id] = StatusRecord.from_redis(raw, stream_id).status
+        except ValueError:
+            statuses[stream_id] = None
+    return statuses
 
 
 def forget_streams(client: redis.Redis, keys: RedisKeys, stream_ids: Sequence[str]) -> list[str]:
@@ -42,13 +41,13 @@ def forget_streams(client: redis.Redis, keys: RedisKeys, stream_ids: Sequence[st
         DetectorError: an id is not listed, or a running service still reads it (nothing is
             removed then).
     """
-    records = _records(client, keys)
+    statuses = _statuses(client, keys)
     service_running = client.exists(keys.service) > 0
     for stream_id in stream_ids:
-        if stream_id not in records:
+        if stream_id not in statuses:
             raise DetectorError(f"no stream with id {stream_id!r} (`deepfake-detector streams` "
                                 "lists them)")
-        status = str(records[stream_id].get("status") or "")
+        status = statuses[stream_id]
         if service_running and status not in TERMINAL_STATUSES:
             raise DetectorError(f"stream {stream_id!r} is {status or 'running'}: "
                                 f"`deepfake-detector detach {stream_id}` stops and removes it")
@@ -66,8 +65,8 @@ def clear_streams(client: redis.Redis, keys: RedisKeys) -> list[str]:
         the ids removed, sorted.
     """
     service_running = client.exists(keys.service) > 0
-    ended = sorted(stream_id for stream_id, record in _records(client, keys).items()
-                   if not service_running or record.get("status") in TERMINAL_STATUSES)
+    ended = sorted(stream_id for stream_id, status in _statuses(client, keys).items()
+                   if not service_running or status in TERMINAL_STATUSES)
     sink = RedisSink(client, keys, history_maxlen=1)
     for stream_id in ended:
         sink.forget_stream(stream_id)

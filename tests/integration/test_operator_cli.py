@@ -255,7 +255,7 @@ def test_forget_and_clear_remove_ended_streams_and_refuse_running_ones(redis_ser
 
     redis_client.hset("deepfake:streams", mapping={
         "old": record("finished"), "broken": record("failed"), "cam": record("running"),
-        "stale": record("finished", expires_at=time.time() - 1)})
+        "stale": record("finished", expires_at=time.time() - 1), "garbled": "not a JSON record"})
     for stream_id in ("old", "broken", "cam"):
         redis_client.xadd(f"deepfake:history:{stream_id}", {"frame_index": 0})
     redis_client.set("deepfake:service", json.dumps({"pid": 1}), ex=60)
@@ -265,6 +265,9 @@ def test_forget_and_clear_remove_ended_streams_and_refuse_running_ones(redis_ser
     assert "old" in listed and "stale" not in listed
     refused = cli("forget", "cam", *url)
     assert refused.returncode == 2 and "detach cam" in refused.stderr
+    # a record that cannot be read may still be running: refused too
+    garbled = cli("forget", "garbled", *url)
+    assert garbled.returncode == 2 and "stream 'garbled' is running" in garbled.stderr
     unknown = cli("forget", "nope", *url)
     assert unknown.returncode == 2 and "no stream with id 'nope'" in unknown.stderr
     forgot = cli("forget", "old", *url)
@@ -274,10 +277,10 @@ def test_forget_and_clear_remove_ended_streams_and_refuse_running_ones(redis_ser
     # clear with a service running: only what has ended
     cleared = cli("clear", *url)
     assert cleared.returncode == 0 and "broken" in cleared.stdout and "stale" in cleared.stdout
-    assert sorted(k.decode() for k in redis_client.hkeys("deepfake:streams")) == ["cam"]
+    assert sorted(k.decode() for k in redis_client.hkeys("deepfake:streams")) == ["cam", "garbled"]
     # clear with no service: everything (nobody reads "cam" any more)
     redis_client.delete("deepfake:service")
-    assert cli("clear", *url).stdout == "forgot 1 ended stream(s): cam\n"
+    assert cli("clear", *url).stdout == "forgot 2 ended stream(s): cam, garbled\n"
     assert redis_client.hlen("deepfake:streams") == 0
 
 
