@@ -16,7 +16,7 @@ import redis
 from app.service import Service
 from detector.config import Config
 from detector.errors import DetectorError
-from detector.records import StreamStatus
+from detector.stream_status import StreamStatus
 from producers.file_source import FileSource
 from producers.synthetic import write_video
 

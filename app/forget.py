@@ -12,9 +12,10 @@ from collections.abc import Sequence
 import redis
 
 from detector.errors import DetectorError
-from detector.records import TERMINAL_STATUSES, StatusRecord
+from detector.records import StatusRecord
 from detector.redis_keys import RedisKeys
 from detector.redis_sink import RedisSink
+from detector.stream_status import TERMINAL_STATUSES
 
 log = logging.getLogger(__name__)
 

@@ -18,10 +18,10 @@ from typing import Any
 from detector.collector import StreamState
 from detector.config import Config
 from detector.logs import stderr_console
-from detector.records import StreamStatus
 from detector.redis_keys import SCHEMA_VERSION
 from detector.sampling import sampled_count
 from detector.scoring import verdict
+from detector.stream_status import StreamStatus
 from detector.stream_urls import default_stream_id
 from producers.file_source import FileSource
 

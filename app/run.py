@@ -10,7 +10,7 @@ from app.control import ControlServer
 from app.service import Service
 from detector.config import Config
 from detector.errors import DetectorError, SourceError
-from detector.records import StreamStatus
+from detector.stream_status import StreamStatus
 from detector.stream_urls import default_stream_id, url_kind
 from detector.url_mask import mask_url
 from producers.factory import check_source, make_source

@@ -34,10 +34,10 @@ from detector.identifiers import stream_id_problem
 from detector.inflight import InFlightLedger
 from detector.metrics import PipelineMetrics, ServiceCounts, StreamCounts
 from detector.publish_queue import PublishQueue
-from detector.records import TERMINAL_STATUSES, StreamStatus
 from detector.redis_keys import RedisKeys
 from detector.redis_sink import RedisSink
 from detector.scoring import decision_threshold
+from detector.stream_status import TERMINAL_STATUSES, StreamStatus
 from detector.worker import (
     WorkerEndpoints,
     load_card,

@@ -11,9 +11,10 @@ from typing import Any
 import redis
 
 from detector.identifiers import escape_text
-from detector.records import ScoreRecord, StatusRecord, StreamStatus
+from detector.records import ScoreRecord, StatusRecord
 from detector.redis_keys import RedisKeys
 from detector.scoring import PENDING
+from detector.stream_status import StreamStatus
 
 log = logging.getLogger(__name__)
 

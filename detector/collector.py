@@ -18,9 +18,10 @@ import zmq
 from detector.errors import WireFormatError
 from detector.identifiers import shown
 from detector.inflight import InFlightLedger
-from detector.records import TERMINAL_STATUSES, ScoreRecord, StatusRecord, StreamStatus
+from detector.records import ScoreRecord, StatusRecord
 from detector.redis_sink import RedisSink
 from detector.scoring import RollingScore, frame_score, stream_verdict, verdict
+from detector.stream_status import TERMINAL_STATUSES, StreamStatus
 from detector.thumbnail import encode_frame_jpeg
 from detector.wire import FrameMessage, ResultMessage, WorkerStats, decode_worker_output
 

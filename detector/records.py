@@ -10,7 +10,6 @@ not one.
 
 from __future__ import annotations
 
-import enum
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,30 +17,7 @@ from typing import Any
 
 from detector.redis_keys import SCHEMA_VERSION
 from detector.scoring import NO_FACE, unscored_verdict
-
-
-class StreamStatus(enum.StrEnum):
-    """A stream's status, as published in its status record."""
-
-    CONNECTING = "connecting"
-    RUNNING = "running"
-    RECONNECTING = "reconnecting"
-    STALLED = "stalled"
-    DRAINING = "draining"
-    FINISHED = "finished"
-    FAILED = "failed"
-    STOPPED = "stopped"
-    # Not stored: the events-channel message when a stream leaves the list (detach, forget, or
-    # redis.finished_ttl_s after it ended); see :func:`removed_event`.
-    REMOVED = "removed"
-
-    @property
-    def is_terminal(self) -> bool:
-        """The stream is over: nothing more will be scored or published for it."""
-        return self in TERMINAL_STATUSES
-
-
-TERMINAL_STATUSES = frozenset({StreamStatus.FINISHED, StreamStatus.FAILED, StreamStatus.STOPPED})
+from detector.stream_status import StreamStatus
 
 
 def _json(record: dict[str, Any]) -> str:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterable, Sequence
 
+from detector.stream_status import StreamStatus
+
 REAL = "REAL"
 FAKE = "FAKE"
 NO_FACE = "NO_FACE"
@@ -45,7 +47,7 @@ def unscored_verdict(status: str) -> str:
     """The verdict of a stream none of whose frames has been scored yet — a reconnecting
     camera, an unreadable file: ``FAILED`` for a failed stream, else ``PENDING``. Never
     ``NO_FACE``, which is an answer about frames that were seen."""
-    return FAILED if status == "failed" else PENDING   # StreamStatus.FAILED (records imports this module)
+    return FAILED if status == StreamStatus.FAILED else PENDING
 
 
 def stream_verdict(score: float | None, frames_scored: int, status: str, threshold: float) -> str:

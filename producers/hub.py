@@ -13,8 +13,8 @@ import zmq
 
 from detector.errors import SourceError
 from detector.inflight import InFlightLedger
-from detector.records import StreamStatus
 from detector.sampling import is_sampled
+from detector.stream_status import StreamStatus
 from detector.wire import FrameMessage
 from producers.backpressure import DROP_OLDEST, LOSSLESS, FrameBuffer
 from producers.base import Source

@@ -16,7 +16,7 @@ import time
 
 from detector.config import SourcesConfig
 from detector.errors import SourceError
-from detector.records import StreamStatus
+from detector.stream_status import StreamStatus
 from producers.hub import (
     ProducerHub,
     ReaderLoop,

@@ -11,7 +11,8 @@ import numpy as np
 from dash import dcc, html
 
 from consumers.dashboard.figures import placeholder_figure
-from detector.records import ScoreRecord, StatusRecord, StreamStatus
+from detector.records import ScoreRecord, StatusRecord
+from detector.stream_status import StreamStatus
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go

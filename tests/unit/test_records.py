@@ -4,14 +4,8 @@ import json
 
 import pytest
 
-from detector.records import (
-    TERMINAL_STATUSES,
-    HistoryEntry,
-    ScoreRecord,
-    StatusRecord,
-    StreamStatus,
-    record_expired,
-)
+from detector.records import HistoryEntry, ScoreRecord, StatusRecord, record_expired
+from detector.stream_status import TERMINAL_STATUSES, StreamStatus
 
 
 def test_a_status_record_round_trips_through_its_redis_form():

@@ -11,8 +11,10 @@ from detector.scoring import (
     decision_threshold,
     frame_score,
     stream_verdict,
+    unscored_verdict,
     verdict,
 )
+from detector.stream_status import StreamStatus
 
 
 @pytest.mark.parametrize("probabilities,expected", [([], None), ([0.2], 0.2), ([0.1, 0.9, 0.4], 0.9)])
@@ -108,3 +110,15 @@ def test_a_stream_without_scored_frames_is_pending_or_failed(score, frames_score
 ])
 def test_decision_threshold_is_the_configured_one_else_the_cards(configured, card, expected):
     assert decision_threshold(configured, card) == expected
+
+
+@pytest.mark.parametrize("status, expected", [
+    (StreamStatus.FAILED, FAILED),
+    ("failed", FAILED),              # a status read back from Redis is a plain string
+    (StreamStatus.RECONNECTING, PENDING),
+    ("finished", PENDING),
+    ("", PENDING),
+    ("FAILED", PENDING),             # statuses are lower case; the verdict's name is not one
+])
+def test_unscored_verdict_is_failed_only_for_a_failed_stream(status, expected):
+    assert unscored_verdict(status) == expected
