@@ -25,7 +25,6 @@ from detector.errors import ModelError
 
 log = logging.getLogger(__name__)
 
-LANDMARK_FILENAME = "face_landmark.tflite"
 LANDMARK_WHEEL = "mediapipe==0.10.21"
 LANDMARK_MEMBER = "mediapipe/modules/face_landmark/face_landmark.tflite"
 LANDMARK_INPUT_PX = 192
@@ -160,12 +159,4 @@ class LandmarkModel:
         inverse = cv2.invertAffineTransform(matrix)
         points = raw @ inverse[:, :2].T + inverse[:, 2]
         return points, float(1.0 / (1.0 + np.exp(-logit)))
-
-
-def draw_landmarks(image_rgb: np.ndarray, landmarks: Landmarks) -> np.ndarray:
-    """A copy of ``image_rgb`` with the points drawn (for contact sheets and debugging)."""
-    out = image_rgb.copy()
-    for x, y in landmarks.points_xy:
-        cv2.circle(out, (int(round(x)), int(round(y))), 1, (0, 255, 0), -1)
-    return out
 
