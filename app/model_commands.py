@@ -148,6 +148,8 @@ def train_command(args: argparse.Namespace) -> int:
         frozen_stages=args.frozen_stages,
         unfreeze_last_epochs=args.unfreeze_last,
     )
+    if args.average_last < 0:
+        raise ValueError(f"--average-last must be 0 or more, got {args.average_last}")
     dev_labels = Path(args.data_root) / "dev" / "labels.csv"
     run_dir = Path(args.run_dir or f"runs/{config.model.name}_{args.init}")
     if args.publish_only:
@@ -166,7 +168,8 @@ def train_command(args: argparse.Namespace) -> int:
     models_dir = Path(args.models_dir) if args.models_dir else config.resolve_path(config.model.dir)
     card = publish_model(state, run_dir, models_dir, config.model.name,
                          dev_labels if dev_labels.is_file() else None, Path(args.cache_dir),
-                         export_litert=args.litert, version=args.version)
+                         export_litert=args.litert, version=args.version,
+                         average_last=args.average_last)
     print(f"model card written to {card}")
     return 0
 
@@ -300,6 +303,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="publish into this folder instead of model.dir (e.g. to `evaluate` a "
                         "candidate with --models-dir before it replaces the shipped model)")
     p.add_argument("--litert", action="store_true", help="also export models/NAME.tflite")
+    p.add_argument("--average-last", type=int, default=0, metavar="K",
+                   help="publish the mean of the last K epochs' weights (at the final size) "
+                        "instead of the one epoch with the best dev AUC")
     p.add_argument("--version", default="0.1.0", help="version written into the card")
     p.set_defaults(func=train_command)
 

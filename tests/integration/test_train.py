@@ -90,6 +90,34 @@ def test_a_run_checkpoints_each_epoch_resumes_and_publishes_a_card(tiny_cache, t
     assert summary["chosen_epoch"] == 2 and len(summary["history"]) == 2
 
 
+def test_publishing_the_mean_of_the_last_epochs_averages_their_weights(tiny_cache, tmp_path):
+    from detector.efficientnet import EfficientNetB0Classifier
+
+    rows, cache = tiny_cache
+    run = tmp_path / "run"
+    state = train_model(rows, cache, run, _settings(schedule=((32, 3),)), dev_labels=None,
+                        workers=1)
+    models = tmp_path / "models"
+    card = load_model_card(publish_model(state, run, models, "avg", dev_labels=None,
+                                         cache_dir=cache, average_last=2))
+    summary = json.loads((models / "avg.train_metrics.json").read_text())
+    assert summary["averaged_epochs"] == [2, 3]
+
+    model = EfficientNetB0Classifier(32)
+    per_epoch = []
+    for epoch in (2, 3):
+        model.load_weights(str(run / f"epoch_{epoch}.weights.h5"))
+        per_epoch.append(model.get_weights())
+    model.load_weights(str(card.weights_path))
+    published = model.get_weights()
+    moved = 0
+    for a, b, mean in zip(*per_epoch, published):
+        if a.dtype.kind == "f":
+            np.testing.assert_allclose(mean, (a.astype(np.float64) + b) / 2, rtol=1e-5, atol=1e-6)
+            moved += int(not np.array_equal(a, b))
+    assert moved > 0  # the two epochs differ, so the mean is neither of them
+
+
 def test_a_run_folder_refuses_other_settings(tiny_cache, tmp_path):
     rows, cache = tiny_cache
     run = tmp_path / "run"
