@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Protocol
 
 import numpy as np
+
+
+class DecodedPicture(Protocol):
+    """A decoded picture that converts itself on request (``av.VideoFrame``)."""
+
+    def to_ndarray(self, format: str) -> np.ndarray: ...  # noqa: A002 - PyAV's name
 
 
 @dataclass(frozen=True)
@@ -17,22 +24,41 @@ class SourceFrame:
         frame_index: 0-based index of the frame in its stream, counting every decoded frame.
         pts_s: presentation time in seconds from the stream start, or None when unknown.
         capture_time_s: wall-clock Unix time at which the frame was read (latency origin).
-        image_bgr: ``(height, width, 3)`` uint8 BGR pixels.
+        pixels: ``(height, width, 3)`` uint8 BGR pixels, or the decoder's picture
+            (``av.VideoFrame``), converted to BGR only when :attr:`image_bgr` is first read.
+            Only sampled frames are read, so the other ``stride - 1`` in ``stride`` frames are
+            never converted (the colour conversion costs about as much as decoding).
     """
 
     frame_index: int
     pts_s: float | None
     capture_time_s: float
-    image_bgr: np.ndarray
+    pixels: np.ndarray | DecodedPicture = field(repr=False)
 
     def __post_init__(self) -> None:
         if self.frame_index < 0:
             raise ValueError(f"expected frame_index >= 0, got {self.frame_index}")
-        shape = self.image_bgr.shape
-        if self.image_bgr.dtype != np.uint8 or len(shape) != 3 or shape[2] != 3:
-            raise ValueError(
-                f"expected a (height, width, 3) uint8 image, got {shape} {self.image_bgr.dtype}"
-            )
+        if isinstance(self.pixels, np.ndarray):
+            _check_bgr(self.pixels)
+
+    @cached_property
+    def image_bgr(self) -> np.ndarray:
+        """``(height, width, 3)`` uint8 BGR pixels (converted once, on first access)."""
+        if isinstance(self.pixels, np.ndarray):
+            return self.pixels
+        return _check_bgr(self.pixels.to_ndarray(format="bgr24"))
+
+    @property
+    def is_converted(self) -> bool:
+        """Whether the BGR pixels exist yet (they do once :attr:`image_bgr` was read)."""
+        return isinstance(self.pixels, np.ndarray) or "image_bgr" in self.__dict__
+
+
+def _check_bgr(image: np.ndarray) -> np.ndarray:
+    shape = image.shape
+    if image.dtype != np.uint8 or len(shape) != 3 or shape[2] != 3:
+        raise ValueError(f"expected a (height, width, 3) uint8 image, got {shape} {image.dtype}")
+    return image
 
 
 class Source(Protocol):
@@ -53,7 +79,9 @@ class Source(Protocol):
         ...
 
     def frames(self) -> Iterator[SourceFrame]:
-        """Yield every decoded frame in order; return at end of stream.
+        """Yield every decoded frame in order; return at end of stream. A frame's pixels may
+        be converted lazily (:attr:`SourceFrame.image_bgr`), so read them before the next one
+        is asked for only if they are needed.
 
         Raises ``SourceError`` when reading fails part-way (truncated file, camera lost).
         """

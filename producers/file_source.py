@@ -67,8 +67,8 @@ class FileSource:
         index = 0
         try:
             for frame in self._container.decode(self._stream):
-                image = frame.to_ndarray(format="bgr24")
-                yield SourceFrame(index, frame.time, time.time(), image)
+                # converted to BGR only if the hub samples it (SourceFrame.image_bgr)
+                yield SourceFrame(index, frame.time, time.time(), frame)
                 index += 1
         except av.error.FFmpegError as exc:
             raise SourceError(

@@ -100,8 +100,8 @@ class RtspSource:
         try:
             for packet in self._container.demux(self._stream):
                 for frame in packet.decode():
-                    image = frame.to_ndarray(format="bgr24")
-                    yield SourceFrame(index, frame.time, time.time(), image)
+                    # converted to BGR only if the hub samples it (SourceFrame.image_bgr)
+                    yield SourceFrame(index, frame.time, time.time(), frame)
                     index += 1
                     last_frame_s = time.monotonic()
                 if time.monotonic() - last_frame_s > self.read_timeout_s:

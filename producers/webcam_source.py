@@ -101,6 +101,19 @@ class _TimedReader:
         self._thread.join(wait_s)
 
 
+class _CameraPicture:
+    """A grey or BGRA camera image, converted to BGR only if the hub samples it."""
+
+    def __init__(self, image: np.ndarray):
+        self._image = image
+
+    def to_ndarray(self, format: str) -> np.ndarray:  # noqa: A002 - PyAV's name
+        if format != "bgr24":
+            raise ValueError(f"expected format 'bgr24', got {format!r}")
+        code = cv2.COLOR_GRAY2BGR if self._image.ndim == 2 else cv2.COLOR_BGRA2BGR
+        return cv2.cvtColor(self._image, code)
+
+
 class WebcamSource:
     """A local camera at its native rate.
 
@@ -165,11 +178,8 @@ class WebcamSource:
                 raise SourceError(f"{self.display_url}: read failed after {index} frames ({exc})") from None
             if not ok or image is None:
                 raise SourceError(f"{self.display_url}: camera delivered no frame after {index} frames")
-            if image.ndim == 2:
-                image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-            elif image.shape[2] == 4:
-                image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
-            yield SourceFrame(index, time.monotonic() - start_s, time.time(), image)
+            pixels = image if image.ndim == 3 and image.shape[2] == 3 else _CameraPicture(image)
+            yield SourceFrame(index, time.monotonic() - start_s, time.time(), pixels)
             index += 1
 
     def close(self) -> None:

@@ -131,3 +131,50 @@ def test_the_sender_survives_a_failing_round(pool_sockets, caplog):
     wait_until(lambda: pull.poll(100), 10, message="a frame after the failing rounds")
     assert "sender: one round failed" in caplog.text
     assert hub._sender.is_alive()
+
+
+class RecordingFileSource:
+    """A real FileSource that keeps every frame it yields, to look at them afterwards."""
+
+    is_live = False
+
+    def __init__(self, path):
+        from producers.file_source import FileSource
+
+        self._source = FileSource(path, "recorded")
+        self.stream_id = self._source.stream_id
+        self.display_url = self._source.display_url
+        self.yielded = []
+
+    def open(self):
+        self._source.open()
+
+    def frames(self):
+        for frame in self._source.frames():
+            self.yielded.append(frame)
+            yield frame
+
+    def close(self):
+        self._source.close()
+
+
+@pytest.mark.timeout(60)
+def test_only_sampled_frames_are_converted_to_bgr(pool_sockets, face_video):
+    from producers.synthetic import read_index
+
+    push, pull, hubs = pool_sockets
+    hub = make_hub(push, hubs, scored={})
+    source = RecordingFileSource(face_video)
+    # given a 42-frame file read with stride 4
+    handle = hub.add(source, stride=4)
+    wait_until(lambda: handle.is_done, 30, message="the file read to its end")
+    # then every frame was read and counted, but only frames 0, 4, … 40 became BGR arrays
+    assert handle.counters.frames_read == 42 and handle.counters.frames_sampled == 11
+    converted = [frame.frame_index for frame in source.yielded if frame.is_converted]
+    assert converted == list(range(0, 42, 4))
+    # and the frames sent carry the right pixels
+    sent = []
+    while pull.poll(100):
+        message = FrameMessage.decode(pull.recv_multipart())
+        sent.append((message.frame_index, read_index(message.image_bgr)))
+    assert sent == [(i, i) for i in range(0, 42, 4)]
