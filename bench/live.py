@@ -76,11 +76,18 @@ def cpu_use(start: CpuSample, end: CpuSample) -> dict:
     wall_s = max(end.wall_s - start.wall_s, 1e-6)
     busy = end.machine[0] - start.machine[0]
     total = max(end.machine[1] - start.machine[1], 1.0)
+    cores = os.cpu_count() or 1
+    service, workers = (end.service_s - start.service_s) / wall_s, (end.workers_s - start.workers_s) / wall_s
+    server = (end.server_s - start.server_s) / wall_s
+    machine_cores = cores * busy / total
     return {
-        "service_cores": (end.service_s - start.service_s) / wall_s,
-        "workers_cores": (end.workers_s - start.workers_s) / wall_s,
-        "rtsp_server_cores": (end.server_s - start.server_s) / wall_s,
+        "service_cores": service,
+        "workers_cores": workers,
+        "rtsp_server_cores": server,
         "machine_busy_pct": 100.0 * busy / total,
+        # Everything else that ran meanwhile (another job on a shared machine): the load a
+        # number was measured under.
+        "other_cores": max(0.0, machine_cores - service - workers - server),
     }
 
 
@@ -151,6 +158,7 @@ def run_step(service, server, listener: ScoreListener, n_streams: int, warmup_s:
         return out
 
     listener.take()
+    load_before = os.getloadavg()[0]
     before, cpu_before = counters(), sample_cpu(service, server.process.pid)
     window_start = time.time()
     time.sleep(duration_s)
@@ -165,11 +173,16 @@ def run_step(service, server, listener: ScoreListener, n_streams: int, warmup_s:
     sampled = total("sampled")
     latencies = [m["latency_ms"] for m in messages if m.get("latency_ms") is not None]
     stages = {}
-    for stage in ("queue", "detect", "crop", "classify"):
+    names = dict.fromkeys(["queue", "detect", "crop", "classify"])  # then any others, in order
+    for m in messages:
+        names.update(dict.fromkeys(m.get("timings_ms") or {}))
+    for stage in names:
         values = [m["timings_ms"][stage] for m in messages if stage in (m.get("timings_ms") or {})]
         stages[stage] = float(np.mean(values)) if values else None
     batch_sizes = [m["batch_size"] for m in messages if m.get("batch_size")]
     per_stream_read_fps = [(after[i]["read"] - before[i]["read"]) / duration_s for i in ids]
+    cpu = cpu_use(cpu_before, cpu_after)
+    read, scored = total("read"), total("scored")
     return {
         "streams": n_streams,
         "duration_s": duration_s,
@@ -185,7 +198,12 @@ def run_step(service, server, listener: ScoreListener, n_streams: int, warmup_s:
         "scores_published": len(messages),
         "mean_batch_size": float(np.mean(batch_sizes)) if batch_sizes else None,
         "stage_mean_ms": stages,
-        "cpu": cpu_use(cpu_before, cpu_after),
+        "cpu": cpu,
+        # CPU time per frame: the service decodes every frame it reads (and converts, sends and
+        # collects the sampled ones); the workers' is per scored frame.
+        "service_cpu_ms_per_read_frame": 1000.0 * cpu["service_cores"] * duration_s / read if read else None,
+        "workers_cpu_ms_per_scored_frame": 1000.0 * cpu["workers_cores"] * duration_s / scored if scored else None,
+        "load_avg_1min_before": load_before,
     }
 
 
@@ -265,6 +283,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-p95-ms", type=float, default=500.0)
     parser.add_argument("--max-drop", type=float, default=0.05)
     parser.add_argument("--json", type=Path, default=Path("bench/live.json"))
+    parser.add_argument("--label", default="", help="a name for this run, kept in the JSON "
+                        "(e.g. the commit, 'before' / 'after')")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -277,6 +297,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cannot run: {reason}", file=sys.stderr)
         return 2
     counts = sorted({int(v) for v in args.streams.split(",") if v.strip()})
+    load_at_start = os.getloadavg()
+    print(f"load average before the run: {' '.join(f'{v:.2f}' for v in load_at_start)}", flush=True)
     steps = []
     with tempfile.TemporaryDirectory(prefix="bench-live-") as tmp:
         tmp_path = Path(tmp)
@@ -314,7 +336,9 @@ def main(argv: list[str] | None = None) -> int:
     passing = [s for s in steps if s["latency_p95_ms"] is not None
                and s["latency_p95_ms"] <= args.max_p95_ms and (s["drop_fraction"] or 0) <= args.max_drop]
     result = {
-        "machine": {"cpus": os.cpu_count(), "load_avg_at_end": os.getloadavg()},
+        "machine": {"cpus": os.cpu_count(), "load_avg_at_start": load_at_start,
+                    "load_avg_at_end": os.getloadavg()},
+        "label": args.label,
         "clip": {"width": args.width, "height": args.height, "fps": args.fps},
         "stride": args.stride, "detector": config.faces.detector, "model": config.model.name,
         "workers": config.workers.resolved_count(), "max_batch": config.workers.max_batch,
@@ -336,7 +360,7 @@ def _fmt(value, spec: str) -> str:
 
 HEADER = (f"{'N':>3} {'read/s':>7} {'sampled/s':>9} {'scored/s':>8} {'drops':>6} {'drop%':>6} "
           f"{'p50 ms':>7} {'p95 ms':>7} {'batch':>5} {'svc cores':>9} {'wrk cores':>9} "
-          f"{'machine%':>8}  limited by")
+          f"{'other':>5} {'machine%':>8}  limited by")
 
 
 def print_row(step: dict) -> None:
@@ -346,7 +370,8 @@ def print_row(step: dict) -> None:
           f"{step['scored_fps']:>8.1f} {step['dropped']:>6} {_fmt(drop_pct, '.1f'):>6} "
           f"{_fmt(step['latency_p50_ms'], '.0f'):>7} {_fmt(step['latency_p95_ms'], '.0f'):>7} "
           f"{_fmt(step['mean_batch_size'], '.1f'):>5} {cpu['service_cores']:>9.2f} "
-          f"{cpu['workers_cores']:>9.2f} {cpu['machine_busy_pct']:>8.0f}  "
+          f"{cpu['workers_cores']:>9.2f} {cpu.get('other_cores', 0.0):>5.2f} "
+          f"{cpu['machine_busy_pct']:>8.0f}  "
           f"{step.get('limited_by', '')}", flush=True)
 
 
@@ -359,8 +384,24 @@ def print_table(result: dict) -> None:
     print(HEADER)
     for step in result["steps"]:
         print_row(step)
+    print_stage_table(result["steps"])
     print(f"max streams within p95 ≤ {result['limits']['p95_ms']:.0f} ms and drops ≤ "
           f"{100 * result['limits']['drop_fraction']:.0f}%: {result['max_streams_within_limits']}")
+
+
+def print_stage_table(steps: list[dict]) -> None:
+    """Where the time goes per step: mean ms per frame in each worker stage, and CPU ms per frame
+    in the service (per read frame) and the workers (per scored frame)."""
+    names = list(dict.fromkeys(name for step in steps for name in step["stage_mean_ms"]))
+    print()
+    print(f"{'N':>3} " + " ".join(f"{name + ' ms':>12}" for name in names)
+          + f" {'svc cpu ms/read':>15} {'wrk cpu ms/scored':>17} {'load1':>5}")
+    for step in steps:
+        print(f"{step['streams']:>3} "
+              + " ".join(f"{_fmt(step['stage_mean_ms'].get(name), '.1f'):>12}" for name in names)
+              + f" {_fmt(step.get('service_cpu_ms_per_read_frame'), '.2f'):>15}"
+              + f" {_fmt(step.get('workers_cpu_ms_per_scored_frame'), '.1f'):>17}"
+              + f" {_fmt(step.get('load_avg_1min_before'), '.1f'):>5}")
 
 
 if __name__ == "__main__":
