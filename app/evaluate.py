@@ -22,7 +22,7 @@ import csv
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -180,8 +180,12 @@ def evaluate_items(
     max_frames: int = 32,
     stride: int = DEFAULT_STRIDE,
     fallback: FallbackPolicy | None = FallbackPolicy(),
+    on_item: Callable[[int, int], None] | None = None,
 ) -> list[ItemResult]:
-    """Score every row; errors are recorded per item and never stop the run."""
+    """Score every row; errors are recorded per item and never stop the run.
+
+    ``on_item(done, total)`` is called after each row (progress output of long runs).
+    """
     results = []
     for number, row in enumerate(rows, start=1):
         item = ItemResult(row.path, row.label, row.dataset, row.method, row.group, error=row.error)
@@ -211,6 +215,8 @@ def evaluate_items(
         log.info("[%d/%d] %s %s → %s", number, len(rows), row.label, row.path,
                  item.error or ("no face" if item.score is None else f"{item.score:.3f}"))
         results.append(item)
+        if on_item is not None:
+            on_item(number, len(rows))
     return results
 
 

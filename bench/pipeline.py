@@ -28,6 +28,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from detector.config import Config, config_from_dict, config_to_dict, load_config
 from detector.model_card import card_path_for
+from detector.runtime_kinds import RUNTIMES
 
 
 def make_random_model(folder: Path, size: int, with_tflite: bool) -> str:
@@ -183,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-batch", type=int, default=None)
     parser.add_argument("--random-model", type=int, metavar="SIZE", default=None,
                         help="time a random-weight B0 at this input size instead of the configured model")
-    parser.add_argument("--runtime", choices=("auto", "keras", "litert"), default=None)
+    parser.add_argument("--runtime", choices=RUNTIMES, default=None)
     parser.add_argument("--detector", choices=("haar", "yunet"), default=None)
     parser.add_argument("--yunet", type=Path, default=None,
                         help="YuNet ONNX file (default faces.yunet_model; ../shared/models/ has a copy here)")

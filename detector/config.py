@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from detector.errors import ConfigError
 from detector.face_detector_kinds import AUTO, FACE_DETECTORS
 from detector.identifiers import stream_id_problem, url_problem
+from detector.runtime_kinds import RUNTIMES
 from detector.sampling import DEFAULT_STRIDE
 from detector.scoring import THRESHOLD_ABOVE, THRESHOLD_BELOW
 from detector.url_mask import mask_url
@@ -81,7 +82,7 @@ class WorkersConfig:
     max_batch: int = field(default=16, metadata=_rule(ge=1, le=512))
     max_wait_ms: float = field(default=30.0, metadata=_rule(ge=0))
     threads: int = field(default=0, metadata=_rule(ge=0))
-    runtime: str = field(default="auto", metadata=_rule(choices=("auto", "keras", "litert")))
+    runtime: str = field(default="auto", metadata=_rule(choices=RUNTIMES))
     result_timeout_s: float = field(default=30.0, metadata=_rule(gt=0))
 
     def resolved_count(self) -> int:

@@ -7,6 +7,10 @@ A card is ``models/<name>.toml`` beside the weights. Example::
     architecture = "efficientnet_b0"
     weights = "sbi_b0.weights.h5"       # relative to the card
     tflite = "sbi_b0.tflite"            # optional, for the LiteRT runtime
+    tflite_int8 = "sbi_b0.int8.tflite"  # optional: full-integer export (int8 in, int8 logit out)
+    precision = "int8"                  # optional: which LiteRT file runtime "auto" runs
+                                        # ("float32", the default, or "int8")
+    int8_parity = {dev_item_auc_float32 = 0.84, ...}  # optional: written by `quantize`
     input_size_px = 224
     mean_rgb = [0.485, 0.456, 0.406]    # model input = (pixel / 255 - mean) / std, RGB order
     std_rgb = [0.229, 0.224, 0.225]
@@ -31,6 +35,7 @@ import numpy as np
 from detector.errors import ModelError
 from detector.face_crop import CROP_RULES
 from detector.face_detector_kinds import FACE_DETECTORS
+from detector.runtime_kinds import FLOAT32, INT8, PRECISIONS
 from detector.scoring import THRESHOLD_ABOVE, THRESHOLD_BELOW
 
 ARCHITECTURES = ("efficientnet_b0",)
@@ -56,6 +61,8 @@ class ModelCard:
     use_se: bool = True
     crop_rule: str = "square"
     temperature: float = 1.0
+    tflite_int8_path: Path | None = None
+    precision: str = FLOAT32
     extra: dict = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -92,6 +99,16 @@ class ModelCard:
                 f"model card {self.name}: threshold must be in ({THRESHOLD_ABOVE:g}, "
                 f"{THRESHOLD_BELOW:g}), got {self.threshold}"
             )
+        if self.precision not in PRECISIONS:
+            raise ModelError(
+                f"model card {self.name}: precision must be one of {PRECISIONS}, "
+                f"got {self.precision!r}"
+            )
+        if self.precision == INT8 and self.tflite_int8_path is None:
+            raise ModelError(
+                f"model card {self.name}: precision = \"int8\" needs a tflite_int8 file "
+                "(run `deepfake-detector quantize`)"
+            )
         if len(self.mean_rgb) != 3 or len(self.std_rgb) != 3 or min(self.std_rgb) <= 0:
             raise ModelError(
                 f"model card {self.name}: mean_rgb and std_rgb must be three numbers "
@@ -117,7 +134,8 @@ class ModelCard:
 
 _REQUIRED = ("name", "version", "architecture", "weights", "input_size_px", "mean_rgb",
              "std_rgb", "face_detector", "face_margin", "threshold", "trained")
-_OPTIONAL = ("tflite", "activation", "use_se", "crop_rule", "temperature")
+_OPTIONAL = ("tflite", "tflite_int8", "precision", "activation", "use_se", "crop_rule",
+             "temperature")
 
 
 def apply_temperature(probabilities, temperature: float) -> np.ndarray:
@@ -172,6 +190,9 @@ def load_model_card(path: Path) -> ModelCard:
             use_se=bool(raw.get("use_se", True)),
             crop_rule=str(raw.get("crop_rule", "square")),
             temperature=float(raw.get("temperature", 1.0)),
+            tflite_int8_path=((folder / raw["tflite_int8"]).resolve() if raw.get("tflite_int8")
+                              else None),
+            precision=str(raw.get("precision", FLOAT32)),
             extra=extra,
         )
     except (TypeError, ValueError) as exc:
@@ -179,10 +200,11 @@ def load_model_card(path: Path) -> ModelCard:
 
 
 # The order keys are written in; keys not listed here (extras) follow.
-_WRITE_ORDER = ("name", "version", "architecture", "weights", "tflite", "input_size_px",
+_WRITE_ORDER = ("name", "version", "architecture", "weights", "tflite", "tflite_int8",
+                "precision", "input_size_px",
                 "mean_rgb", "std_rgb", "face_detector", "face_margin", "crop_rule", "temperature",
                 "threshold", "trained", "activation", "use_se")
-_DEFAULTS = {"crop_rule": "square", "temperature": 1.0}
+_DEFAULTS = {"crop_rule": "square", "temperature": 1.0, "precision": FLOAT32}
 
 
 def _toml_value(key: str, value) -> str:
@@ -194,6 +216,12 @@ def _toml_value(key: str, value) -> str:
         return "[" + ", ".join(_toml_value(key, v) for v in value) + "]"
     if isinstance(value, str):
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, dict):  # an inline table, e.g. int8_parity; keys must be bare words
+        bad = [k for k in value if not str(k).replace("_", "").replace("-", "").isalnum()]
+        if bad:
+            raise ModelError(f"model card key {key}: cannot write table keys {bad}")
+        return "{" + ", ".join(f"{k} = {_toml_value(f'{key}.{k}', v)}" for k, v in value.items()
+                               if v is not None) + "}"
     raise ModelError(f"model card key {key}: cannot write a {type(value).__name__}")
 
 

@@ -1,11 +1,12 @@
-"""Model runtimes behind one Protocol: Keras on TensorFlow (compiled), and LiteRT/TFLite."""
+"""Model runtimes behind one Protocol: Keras on TensorFlow (compiled), and LiteRT/TFLite
+(the float32 export, or the full-integer int8 export with its logit output)."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Protocol
 
@@ -13,6 +14,7 @@ import numpy as np
 
 from detector.errors import ModelError
 from detector.model_card import ModelCard
+from detector.runtime_kinds import AUTO, INT8, KERAS, LITERT, LITERT_INT8
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +82,7 @@ def build_model(card: ModelCard):
 class KerasRuntime:
     """The Keras model wrapped in one compiled ``tf.function`` with a dynamic batch dimension."""
 
-    name = "keras"
+    name = KERAS
 
     def __init__(self, card: ModelCard, threads: int = 0):
         import tensorflow as tf
@@ -99,27 +101,65 @@ class KerasRuntime:
         return np.asarray(self._predict(batch)).reshape(-1).astype(np.float32)
 
 
+def quantize_input(batch: np.ndarray, scale: float, zero_point: int, dtype) -> np.ndarray:
+    """Float model input → the integer input tensor: ``round(x / scale) + zero_point``, clipped.
+
+    Args:
+        batch: ``(n, s, s, 3)`` float32 normalised crops.
+        scale, zero_point: the interpreter's quantization parameters of the input tensor.
+        dtype: ``np.int8`` or ``np.uint8``.
+    """
+    info = np.iinfo(dtype)
+    q = np.rint(np.asarray(batch, np.float32) / np.float32(scale)) + zero_point
+    return np.clip(q, info.min, info.max).astype(dtype)
+
+
+def dequantize_output(values: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    """An integer output tensor → float32: ``(q - zero_point) * scale``."""
+    return ((np.asarray(values, np.float32) - np.float32(zero_point)) * np.float32(scale))
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    """``1 / (1 + exp(-x))`` in float64, returned as float32 (no overflow warnings)."""
+    x = np.clip(np.asarray(logits, np.float64), -60.0, 60.0)
+    return (1.0 / (1.0 + np.exp(-x))).astype(np.float32)
+
+
 class LiteRTRuntime:
-    """A ``.tflite`` export run by LiteRT (``ai-edge-litert``) or TensorFlow's own interpreter."""
+    """A ``.tflite`` export run by LiteRT (``ai-edge-litert``) or TensorFlow's own interpreter.
 
-    name = "litert"
+    ``precision = "float32"`` runs the card's ``tflite`` (float in, probability out);
+    ``"int8"`` runs its ``tflite_int8``: the input is quantized and the output dequantized with
+    the interpreter's own quantization parameters, and the output is the logit (an int8 sigmoid
+    would round probabilities to steps of 1/256, which the card's temperature then stretches),
+    so the sigmoid is applied here in float.
+    """
 
-    def __init__(self, card: ModelCard, threads: int = 0):
-        if card.tflite_path is None or not card.tflite_path.is_file():
-            raise ModelError(
-                f"model {card.name} has no .tflite file (card key 'tflite'); "
-                "use workers.runtime = \"keras\" or export one"
-            )
+    def __init__(self, card: ModelCard, threads: int = 0, precision: str = "float32"):
+        is_int8 = precision == INT8
+        path, key = (card.tflite_int8_path, "tflite_int8") if is_int8 else (card.tflite_path, "tflite")
+        if path is None or not path.is_file():
+            hint = ("run `deepfake-detector quantize` to make one" if is_int8
+                    else 'use workers.runtime = "keras" or export one')
+            where = "" if path is None else f" ({path} is missing)"
+            raise ModelError(f"model {card.name} has no {'int8 ' if is_int8 else ''}.tflite file "
+                             f"(card key '{key}'){where}; {hint}")
+        self.name = LITERT_INT8 if is_int8 else LITERT
+        self.path = path
+        self._outputs_logit = is_int8
         try:
             from ai_edge_litert.interpreter import Interpreter
         except ImportError:
             from tensorflow.lite import Interpreter  # type: ignore[no-redef]
-        self._interpreter = Interpreter(
-            model_path=str(card.tflite_path), num_threads=threads or None
-        )
+        self._interpreter = Interpreter(model_path=str(path), num_threads=threads or None)
         self._input = self._interpreter.get_input_details()[0]
         self._output = self._interpreter.get_output_details()[0]
         self._batch_size = -1
+
+    @property
+    def input_dtype(self) -> type:
+        """The input tensor's dtype (``np.float32``, or ``np.int8`` for the int8 export)."""
+        return self._input["dtype"]
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         if len(batch) == 0:
@@ -128,18 +168,42 @@ class LiteRTRuntime:
             self._interpreter.resize_tensor_input(self._input["index"], list(batch.shape))
             self._interpreter.allocate_tensors()
             self._batch_size = len(batch)
-        self._interpreter.set_tensor(self._input["index"], np.ascontiguousarray(batch, np.float32))
+        dtype = self._input["dtype"]
+        if np.issubdtype(dtype, np.integer):
+            scale, zero_point = self._input["quantization"]
+            tensor = quantize_input(batch, scale, zero_point, dtype)
+        else:
+            tensor = np.ascontiguousarray(batch, np.float32)
+        self._interpreter.set_tensor(self._input["index"], tensor)
         self._interpreter.invoke()
-        return self._interpreter.get_tensor(self._output["index"]).reshape(-1).astype(np.float32)
+        out = self._interpreter.get_tensor(self._output["index"]).reshape(-1)
+        if np.issubdtype(out.dtype, np.integer):
+            scale, zero_point = self._output["quantization"]
+            out = dequantize_output(out, scale, zero_point)
+        out = out.astype(np.float32)
+        return sigmoid(out) if self._outputs_logit else out
 
 
-def load_runtime(card: ModelCard, kind: str = "auto", threads: int = 0) -> ModelRuntime:
-    """Pick a runtime: ``auto`` = LiteRT when the card has a .tflite file, else Keras."""
-    if kind == "auto":
-        kind = "litert" if card.tflite_path is not None and card.tflite_path.is_file() else "keras"
+def load_runtime(card: ModelCard, kind: str = AUTO, threads: int = 0) -> ModelRuntime:
+    """Pick a runtime.
+
+    ``auto`` follows the card: ``litert-int8`` when its ``precision`` is ``"int8"``, else
+    ``litert`` when it has a float32 ``.tflite`` file, else ``keras``.
+
+    Raises:
+        ModelError: an unknown kind, or the file the kind needs is missing.
+    """
+    if kind == AUTO:
+        if card.precision == INT8:
+            kind = LITERT_INT8
+        elif card.tflite_path is not None and card.tflite_path.is_file():
+            kind = LITERT
+        else:
+            kind = KERAS
     factories: dict[str, Callable[[], ModelRuntime]] = {
-        "keras": lambda: KerasRuntime(card, threads),
-        "litert": lambda: LiteRTRuntime(card, threads),
+        KERAS: lambda: KerasRuntime(card, threads),
+        LITERT: lambda: LiteRTRuntime(card, threads),
+        LITERT_INT8: lambda: LiteRTRuntime(card, threads, precision=INT8),
     }
     if kind not in factories:
         raise ModelError(f"runtime must be one of {sorted(factories)}, got {kind!r}")
@@ -161,3 +225,66 @@ def export_tflite(model, path: Path) -> Path:
         converter = tf.lite.TFLiteConverter.from_saved_model(folder)
         Path(path).write_bytes(converter.convert())
     return Path(path)
+
+
+INT8_MAX_BYTES = 25 * 1024 * 1024  # issue 11: the int8 file stays small (B0 is about 5 MB)
+
+
+def logit_model(model):
+    """The classifier with its final sigmoid removed: same input, ``(batch, 1)`` logit out.
+
+    Args:
+        model: an :class:`detector.efficientnet.EfficientNetB0Classifier` (functional, with the
+            one-unit head named ``fake_probability``).
+    """
+    import keras
+
+    head = model.get_layer("fake_probability")
+    logit = keras.layers.Dense(1, dtype="float32", name="fake_logit")
+    outputs = logit(head.input)
+    logit.set_weights(head.get_weights())
+    return keras.Model(model.inputs, outputs, name=f"{model.name}_logit")
+
+
+def export_tflite_int8(model, path: Path, representative: Iterable[np.ndarray]) -> Path:
+    """Convert a Keras classifier to a full-integer int8 ``.tflite`` (dynamic batch size).
+
+    Every operator is int8 (``TFLITE_BUILTINS_INT8``); the input is int8 (the runtime quantizes
+    with the file's own scale and zero point: ``pixel / 127.5 - 1`` has no exact uint8 form with
+    an integer zero point, so uint8 crops cannot go in directly) and the output is the int8
+    *logit* (see :class:`LiteRTRuntime`). Activation ranges come from ``representative``.
+
+    Args:
+        model: the float classifier.
+        path: the ``.tflite`` to write (replaced atomically).
+        representative: normalised float32 crops ``(s, s, 3)`` or ``(1, s, s, 3)``, as the
+            runtime's input; a few hundred real faces, cut the serving way.
+    Returns:
+        ``path``.
+    Raises:
+        ModelError: ``representative`` is empty, or the file comes out larger than 25 MB.
+    """
+    import tempfile
+
+    import tensorflow as tf
+
+    samples = [np.asarray(x, np.float32).reshape((1, *np.shape(x)[-3:])) for x in representative]
+    if not samples:
+        raise ModelError("int8 export needs at least one representative crop, got none")
+    path = Path(path)
+    with tempfile.TemporaryDirectory(prefix="tflite-int8-export-") as folder:
+        logit_model(model).export(folder, format="tf_saved_model", verbose=False)
+        converter = tf.lite.TFLiteConverter.from_saved_model(folder)
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: ([sample] for sample in samples)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+        data = converter.convert()
+    if len(data) >= INT8_MAX_BYTES:
+        raise ModelError(f"int8 export of {model.name} is {len(data) / 2**20:.1f} MB, expected "
+                         f"under {INT8_MAX_BYTES / 2**20:.0f} MB")
+    partial = path.with_name(path.name + ".partial")
+    partial.write_bytes(data)
+    partial.replace(path)
+    return path

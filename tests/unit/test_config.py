@@ -7,6 +7,11 @@ from detector.errors import ConfigError
 from detector.url_mask import mask_url
 
 
+@pytest.mark.parametrize("runtime", ["auto", "keras", "litert", "litert-int8"])
+def test_every_runtime_kind_is_a_valid_workers_runtime(runtime):
+    assert config_from_dict({"workers": {"runtime": runtime}}).workers.runtime == runtime
+
+
 def test_empty_config_is_the_defaults():
     config = config_from_dict({})
     assert config.sampling.stride == 4
@@ -21,6 +26,7 @@ def test_empty_config_is_the_defaults():
     ({"sampling": {"stride": "4"}}, "sampling.stride must be an integer, got '4'"),
     ({"sampling": {"stride": True}}, "sampling.stride must be an integer, got True"),
     ({"workers": {"runtime": "onnx"}}, "workers.runtime must be one of"),
+    ({"workers": {"runtime": "int8"}}, "workers.runtime must be one of"),
     ({"workers": {"bogus": 1}}, "unknown config key workers.bogus"),
     ({"bogus": {}}, "unknown config section 'bogus'"),
     ({"workers": 3}, "workers must be a table"),

@@ -38,6 +38,8 @@ def test_card_loads_and_normalises(tmp_path: Path):
     (("architecture = \"efficientnet_b0\"", "architecture = \"vit\""), "architecture"),
     (("trained = true\n", ""), "lacks required key"),
     (("[", "["), "not valid TOML"),
+    (("trained = true\n", 'trained = true\nprecision = "fp16"\n'), "precision must be one of"),
+    (("trained = true\n", 'trained = true\nprecision = "int8"\n'), "needs a tflite_int8 file"),
 ])
 def test_bad_cards_are_rejected(tmp_path: Path, change, message):
     old, new = change
@@ -72,6 +74,29 @@ def test_a_written_card_reads_back_to_the_same_settings(tmp_path):
     assert "crop_rule" not in default.read_text() and "temperature" not in default.read_text()
     with pytest.raises(ModelError, match="missing required"):
         write_model_card(tmp_path / "x.toml", {"name": "x"})
+
+
+def test_int8_keys_and_the_parity_table_read_back(tmp_path):
+    from detector.model_card import write_model_card
+
+    parity = {"dev_item_auc_float32": 0.6325, "dev_item_auc_int8": 0.6301, "dev_items": 161,
+              "frame_abs_diff_p99": 0.0412, "float_runtime": "litert",
+              "decision": 'int8: "every" item AUC within tolerance'}
+    values = {"name": "m", "version": "1", "architecture": "efficientnet_b0",
+              "weights": "m.weights.h5", "tflite": "m.tflite", "tflite_int8": "m.int8.tflite",
+              "precision": "int8", "input_size_px": 224, "mean_rgb": [0.5, 0.5, 0.5],
+              "std_rgb": [0.5, 0.5, 0.5], "face_detector": "yunet", "face_margin": 0.125,
+              "threshold": 0.48, "trained": True, "int8_parity": parity}
+    card = load_model_card(write_model_card(tmp_path / "m.toml", values))
+    assert card.precision == "int8"
+    assert card.tflite_int8_path == (tmp_path / "m.int8.tflite").resolve()
+    assert card.extra["int8_parity"] == parity
+    plain = load_model_card(write_model_card(tmp_path / "p.toml", {
+        **values, "precision": "float32", "tflite_int8": None, "int8_parity": None}))
+    assert plain.precision == "float32" and plain.tflite_int8_path is None
+    assert "precision" not in (tmp_path / "p.toml").read_text()
+    with pytest.raises(ModelError, match="cannot write table keys"):
+        write_model_card(tmp_path / "x.toml", {**values, "int8_parity": {"a b": 1}})
 
 
 def test_a_temperature_keeps_the_order_and_moves_probabilities_toward_a_half():

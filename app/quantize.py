@@ -1,0 +1,163 @@
+"""``quantize``: export the int8 LiteRT file of a published model, measure its parity with float32
+through the pipeline's scoring path, write the numbers and the chosen precision into the card.
+
+Run it again whenever the weights change (``train`` rewrites the card without the int8 keys, so
+a retrained model serves float32 until it is re-quantized and measured).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import time
+import tomllib
+from pathlib import Path
+
+from detector.config import Config
+from detector.face_detect import make_face_detector
+from detector.frame_scorer import FrameScorer
+from detector.model_card import ModelCard, card_path_for, load_model_card, write_model_card
+from detector.runtime_kinds import INT8, KERAS, LITERT
+from detector.training.faces import FallbackPolicy
+from detector.worker import resolve_face_detector_kind
+
+log = logging.getLogger(__name__)
+
+
+def weights_digest(path: Path) -> str:
+    """The first 16 hex digits of the weights file's SHA-256 (which weights were measured)."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as file:
+        for chunk in iter(lambda: file.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+def _score_set(name: str, labels: Path, scorers: dict[str, FrameScorer], max_frames: int,
+               stride: int):
+    """Score one labels file with each scorer; returns ``{precision: items}``."""
+    from app.evaluate import evaluate_items, read_labels
+
+    rows = read_labels(labels)
+    out = {}
+    step = max(1, len(rows) // 10)
+    for precision, scorer in scorers.items():
+        started = time.perf_counter()
+
+        def progress(done: int, total: int, precision=precision) -> None:
+            if done % step == 0 or done == total:
+                _say(f"  {name} {precision}: {done}/{total} items")
+
+        out[precision] = evaluate_items(scorer, rows, labels.parent, max_frames, stride,
+                                        FallbackPolicy(), on_item=progress)
+        _say(f"  {name} {precision}: scored in {time.perf_counter() - started:.0f} s "
+             f"({scorer.runtime.name})")
+    return out
+
+
+def run_quantize(config: Config, models_dir: Path, cache_dir: Path,
+                 dev_labels: Path | None, holdout_labels: Path | None, samples: int = 300,
+                 seed: int = 0, threads: int = 0, max_frames: int = 32,
+                 stride: int | None = None) -> dict:
+    """Export ``<name>.int8.tflite`` beside the card, measure parity, update the card.
+
+    Args:
+        config: the configuration (model name, face detector settings).
+        models_dir: the folder of the card and weights.
+        cache_dir: the ``prepare --landmarks`` cache (representative real faces).
+        dev_labels: the dev ``labels.csv`` (item AUC of both), or ``None``.
+        holdout_labels: the held-out pseudo-fake ``labels.csv``, or ``None``.
+        samples: representative crops (half real, half their pseudo-fakes).
+    Returns:
+        what was written: ``{"card": path, "tflite_int8": path, "precision": ..., "parity": {...}}``.
+    Raises:
+        ModelError: the card or weights are missing or do not load.
+        FileNotFoundError / ValueError: the cache or a labels file is missing or empty.
+    """
+    from app.evaluate import compute_metrics
+    from detector.runtime import build_model, export_tflite_int8, load_runtime
+    from detector.training.quantize import (
+        SetParity,
+        frame_differences,
+        parity_summary,
+        representative_crops,
+    )
+
+    card_path = card_path_for(models_dir, config.model.name)
+    card = load_model_card(card_path)
+    for name, labels in (("dev", dev_labels), ("holdout", holdout_labels)):
+        if labels is not None and not Path(labels).is_file():
+            raise FileNotFoundError(f"{name} labels file {labels} not found")
+    _say(f"[1/4] representative set: {samples} crops from {cache_dir} "
+         f"({card.crop_rule} crop, margin {card.face_margin:g}, {card.input_size_px} px)")
+    crops = representative_crops(cache_dir, card, samples, seed)
+    int8_name = f"{card.name}.int8.tflite"
+    int8_path = Path(models_dir) / int8_name
+    _say(f"[2/4] int8 export of {card.weights_path.name} from {len(crops)} crops → {int8_path} "
+         "(a minute or two)")
+    started = time.perf_counter()
+    export_tflite_int8(build_model(card), int8_path, card.normalise(crops))
+    _say(f"  {int8_path.stat().st_size / 2**20:.1f} MB in {time.perf_counter() - started:.0f} s")
+
+    int8_card: ModelCard = dataclasses.replace(card, tflite_int8_path=int8_path.resolve())
+    float_kind = LITERT if card.tflite_path is not None and card.tflite_path.is_file() else KERAS
+    detector = make_face_detector(resolve_face_detector_kind(config, card),
+                                  yunet_model=config.resolve_path(config.faces.yunet_model),
+                                  detect_width_px=config.faces.detect_width_px,
+                                  min_face_px=config.faces.min_face_px,
+                                  max_faces=config.faces.max_faces)
+    scorers = {"float32": FrameScorer(card, detector, load_runtime(card, float_kind, threads)),
+               INT8: FrameScorer(int8_card, detector, load_runtime(int8_card, "litert-int8",
+                                                                     threads))}
+    stride = stride or config.sampling.stride
+    sets = []
+    for step, (name, labels) in enumerate((("dev", dev_labels), ("holdout", holdout_labels)),
+                                          start=3):
+        if labels is None:
+            _say(f"[{step}/4] {name} set: not given, skipped")
+            continue
+        _say(f"[{step}/4] {name} set {labels}: scoring with float32 ({float_kind}) and int8")
+        items = _score_set(name, Path(labels), scorers, max_frames, stride)
+        aucs = {p: compute_metrics(i, card.threshold, resamples=0)["item_auc"]
+                for p, i in items.items()}
+        counted = sum(1 for i in items["float32"] if i.error is None and i.score is not None)
+        sets.append(SetParity(name, aucs["float32"], aucs[INT8], counted,
+                              frame_differences(items["float32"], items[INT8])))
+    summary = parity_summary(sets)
+    parity = {"float_runtime": float_kind, "weights_sha256": weights_digest(card.weights_path),
+              "representative_crops": int(len(crops)), **summary["parity"]}
+    raw = tomllib.loads(card_path.read_text(encoding="utf-8"))
+    raw.update({"tflite_int8": int8_name, "precision": summary["precision"],
+                "int8_parity": parity})
+    write_model_card(card_path, raw)
+    load_model_card(card_path)  # what was written reads back
+    _say(format_parity(parity, summary["precision"], card_path))
+    return {"card": card_path, "tflite_int8": int8_path, "precision": summary["precision"],
+            "parity": parity}
+
+
+def _fmt(value) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def format_parity(parity: dict, precision: str, card_path: Path) -> str:
+    """The parity numbers as a plain-text table."""
+    lines = [f"{'set':<10} {'items':>5} {'AUC float32':>11} {'AUC int8':>9} {'delta':>8}"]
+    for name in ("dev", "holdout"):
+        if f"{name}_item_auc_float32" not in parity:
+            continue
+        f32, i8 = parity[f"{name}_item_auc_float32"], parity[f"{name}_item_auc_int8"]
+        delta = None if f32 is None or i8 is None else i8 - f32
+        lines.append(f"{name:<10} {parity[f'{name}_items']:>5} {_fmt(f32):>11} {_fmt(i8):>9} "
+                     f"{'n/a' if delta is None else f'{delta:+.4f}':>8}")
+    if parity.get("frames"):
+        lines.append(f"|int8 - fp32| calibrated frame scores over {parity['frames']} frames: "
+                     f"median {parity['frame_abs_diff_median']:.4f}, "
+                     f"p99 {parity['frame_abs_diff_p99']:.4f}, max {parity['frame_abs_diff_max']:.4f}")
+    lines.append(f"precision = \"{precision}\" ({parity['decision']}); card {card_path}")
+    return "\n".join(lines)
