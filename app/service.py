@@ -125,6 +125,8 @@ class Service:
                 model_id=f"{card.name}@{card.version}", keep_frames=self._keep_frames,
                 finished_ttl_s=self.config.redis.finished_ttl_s,
                 ledger=self.ledger,
+                tracking=self.config.tracking,
+                max_tracks=self.config.faces.max_faces,
             )
             expired = self.sink.forget_expired()
             if expired:
@@ -146,6 +148,8 @@ class Service:
                 resend_after_s=self.config.workers.result_timeout_s,
                 file_max_in_flight=self.config.pool.frames_hwm,
                 live_reader=make_live_reader(self.config.sources),
+                detect_plan=self.collector.detect_plan,
+                may_send_file_frame=self.collector.in_order_ready,
             )
             self._start_metrics()
             self._start_thread("collector", self.collector.run, self._results_socket, self._stop)

@@ -15,15 +15,23 @@ from typing import Any
 
 import zmq
 
+from detector.config import FILES_TRACK, TrackingConfig
 from detector.errors import WireFormatError
 from detector.identifiers import shown
 from detector.inflight import InFlightLedger
 from detector.records import ScoreRecord, StatusRecord
 from detector.redis_sink import RedisSink
-from detector.scoring import RollingScore, frame_score, stream_verdict, verdict
+from detector.scoring import frame_score, stream_verdict, verdict
 from detector.stream_status import TERMINAL_STATUSES, StreamStatus
 from detector.thumbnail import encode_frame_jpeg
-from detector.wire import FrameMessage, ResultMessage, WorkerStats, decode_worker_output
+from detector.tracking import StreamTracker
+from detector.wire import (
+    DetectRequest,
+    FrameMessage,
+    ResultMessage,
+    WorkerStats,
+    decode_worker_output,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +49,7 @@ class FrameRecord:
     frame_score: float | None
     faces: list[dict[str, Any]]
     error: str | None = None
+    detect_mode: str = "full"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -48,6 +57,7 @@ class FrameRecord:
             "pts_s": self.pts_s,
             "frame_score": self.frame_score,
             "faces": self.faces,
+            "detect_mode": self.detect_mode,
             **({"error": self.error} if self.error else {}),
         }
 
@@ -78,10 +88,22 @@ class StreamState:
     scored_times: collections.deque = field(default_factory=lambda: collections.deque(maxlen=256))
     last_result_s: float = field(default_factory=time.monotonic)
     done: threading.Event = field(default_factory=threading.Event)
-    rolling: RollingScore | None = None
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    max_tracks: int = 5
+    tracker: StreamTracker | None = None
+    # File results wait here until every earlier frame's result is in, so that tracks are
+    # associated in frame order whatever order the workers answer in (deterministic replay).
+    pending: dict[int, ResultMessage] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.rolling = RollingScore(self.window)
+        self.tracker = StreamTracker(
+            self.tracking, self.window, self.max_tracks,
+            allow_track_mode=self.kind != "file" or self.tracking.files == FILES_TRACK)
+
+    @property
+    def is_in_frame_order(self) -> bool:
+        """Results are applied in frame order (file streams, which are lossless)."""
+        return self.kind == "file"
 
     def fps(self, now_s: float) -> float:
         recent = [t for t in self.scored_times if now_s - t <= FPS_WINDOW_S]
@@ -107,6 +129,8 @@ class Collector:
         drain_timeout_s: a finished file whose frames stop arriving for this long is failed.
         finished_ttl_s: an ended stream leaves the stream list this long after it ended.
         ledger: frames sent and not yet answered; only results that answer one are scored.
+        tracking: the ``[tracking]`` section (each stream's :class:`StreamTracker`).
+        max_tracks: live tracks per stream at most (``faces.max_faces``).
     """
 
     def __init__(
@@ -119,7 +143,11 @@ class Collector:
         drain_timeout_s: float = 120.0,
         finished_ttl_s: float = 3600.0,
         ledger: InFlightLedger | None = None,
+        tracking: TrackingConfig | None = None,
+        max_tracks: int = 5,
     ):
+        self.tracking = tracking or TrackingConfig()
+        self.max_tracks = max_tracks
         self.sink = sink
         self.threshold = threshold
         self.window = window
@@ -151,7 +179,8 @@ class Collector:
         """Start (or restart) tracking a stream; clears its previous Redis state."""
         with self._lock:
             state = StreamState(stream_id, self.window, source=source, kind=kind,
-                                nonce=self.ledger.open_stream(stream_id))
+                                nonce=self.ledger.open_stream(stream_id),
+                                tracking=self.tracking, max_tracks=self.max_tracks)
             self._streams[stream_id] = state
             self._forgotten.discard(stream_id)
             self._frames_to_keep.pop(stream_id, None)
@@ -167,7 +196,8 @@ class Collector:
                 return
             state = self._streams.get(stream_id)
             if state is None:
-                state = StreamState(stream_id, self.window)
+                state = StreamState(stream_id, self.window, kind=info.get("kind", "file"),
+                                    tracking=self.tracking, max_tracks=self.max_tracks)
                 self._streams[stream_id] = state
             if state.status in TERMINAL_STATUSES:
                 return
@@ -194,6 +224,22 @@ class Collector:
             # Live streams show why they are reconnecting; frames flowing again clear it.
             state.error = info.get("error") if status in (StreamStatus.RECONNECTING, StreamStatus.STALLED) else None
             self._publish_status(state)
+
+    def detect_plan(self, stream_id: str, frame_index: int) -> DetectRequest | None:
+        """How to find the faces of a frame about to be sent (the hub's sender thread asks);
+        None for a stream not registered."""
+        with self._lock:
+            state = self._streams.get(stream_id)
+        return None if state is None else state.tracker.plan(frame_index)
+
+    def in_order_ready(self, stream_id: str) -> bool:
+        """May the next file frame of ``stream_id`` be sent now? With ``tracking.files =
+        "track"`` only once every earlier frame's result is applied (its plan needs them)."""
+        with self._lock:
+            state = self._streams.get(stream_id)
+            if state is None or state.kind != "file" or self.tracking.files != FILES_TRACK:
+                return True
+            return not state.pending and self.ledger.open_count(stream_id) == 0
 
     def update_counters(self, stream_id: str, counters: dict[str, int]) -> None:
         """Refresh a running stream's producer counters (read, sampled, dropped, reconnects);
@@ -319,7 +365,11 @@ class Collector:
                         shown(result.stream_id), result.frame_index, shown(result.worker_id), count)
 
     def handle_result(self, result: ResultMessage) -> ScoreRecord | None:
-        """Score one frame result and publish it; returns the published message."""
+        """Score one frame result and publish it; returns the published message.
+
+        A file stream's results are tracked and published in frame order: a result that
+        arrives before an earlier frame's waits for it (and None is returned for now).
+        """
         now_s = time.time()
         with self._lock:
             if result.stream_id in self._forgotten:
@@ -329,54 +379,76 @@ class Collector:
             if not is_answer or state is None:
                 self._log_rejected(result)
                 return None
-            probabilities = [face.fake_probability for face in result.faces]
-            score = None if result.error else frame_score(probabilities)
-            state.rolling_score = state.rolling.add(result.frame_index, score)
-            state.frames_scored += 1
-            if score is not None:
-                state.frames_with_faces += 1
-                state.score_sum += score
-            state.frames_failed += 1 if result.error else 0
+            if not state.is_in_frame_order:
+                return self._apply(state, result, now_s)
+            state.pending[result.frame_index] = result
             state.last_result_s = time.monotonic()
-            state.scored_times.append(state.last_result_s)
-            latency_ms = (now_s - result.capture_time_s) * 1000.0
-            state.last_latency_ms = round(latency_ms, 1)
-            state.scored_at = now_s
-            faces_json = [face.to_json() for face in result.faces]
-            if self.keep_frames:
-                state.frames.append(
-                    FrameRecord(result.frame_index, result.pts_s, score, faces_json, result.error)
-                )
-            message = ScoreRecord(
-                stream_id=result.stream_id,
-                frame_index=result.frame_index,
-                pts_s=result.pts_s,
-                capture_time=result.capture_time_s,
-                published_time=now_s,
-                faces=tuple(faces_json),
-                frame_score=score,
-                rolling_score=state.rolling_score,
-                verdict=verdict(state.rolling_score, self.threshold),
-                threshold=self.threshold,
-                latency_ms=round(latency_ms, 1),
-                timings_ms=result.timings_ms,
-                batch_size=result.batch_size,
-                worker=result.worker_id,
-                model=self.model_id,
-                fps=round(state.fps(state.last_result_s), 2),
-                frames_scored=state.frames_scored,
-                frames_dropped=state.counters.get("frames_dropped", 0),
-                error=result.error,
+            published = None
+            lowest_open = self.ledger.lowest_open(result.stream_id)
+            while state.pending:
+                index = min(state.pending)
+                if lowest_open is not None and index > lowest_open:
+                    break  # an earlier frame is still in flight
+                message = self._apply(state, state.pending.pop(index), now_s)
+                if index == result.frame_index:
+                    published = message
+            return published
+
+    def _apply(self, state: StreamState, result: ResultMessage, now_s: float) -> ScoreRecord:
+        """Track, score and publish one answered frame (the collector's lock is held)."""
+        probabilities = [face.fake_probability for face in result.faces]
+        score = None if result.error else frame_score(probabilities)
+        update = state.tracker.update(result.frame_index, result.faces,
+                                      failed=result.error is not None)
+        state.rolling_score = update.stream_score
+        state.frames_scored += 1
+        if score is not None:
+            state.frames_with_faces += 1
+            state.score_sum += score
+        state.frames_failed += 1 if result.error else 0
+        state.last_result_s = time.monotonic()
+        state.scored_times.append(state.last_result_s)
+        latency_ms = (now_s - result.capture_time_s) * 1000.0
+        state.last_latency_ms = round(latency_ms, 1)
+        state.scored_at = now_s
+        faces_json = [face.to_json() for face in update.faces]
+        if self.keep_frames:
+            state.frames.append(
+                FrameRecord(result.frame_index, result.pts_s, score, faces_json, result.error,
+                            update.detect_mode)
             )
-            self.sink.publish_score(message)
-            if self.metrics is not None:
-                self.metrics.observe_result(result.batch_size, result.timings_ms,
-                                            (time.time() - result.capture_time_s) * 1000.0)
-            if result.thumbnail_jpeg is not None:
-                self.sink.set_thumbnail(result.stream_id, result.thumbnail_jpeg)
-                self._store_kept_frame(result)
-            self._maybe_finish(state)
-            return message
+        message = ScoreRecord(
+            stream_id=result.stream_id,
+            frame_index=result.frame_index,
+            pts_s=result.pts_s,
+            capture_time=result.capture_time_s,
+            published_time=now_s,
+            faces=tuple(faces_json),
+            frame_score=score,
+            rolling_score=state.rolling_score,
+            verdict=verdict(state.rolling_score, self.threshold),
+            threshold=self.threshold,
+            latency_ms=round(latency_ms, 1),
+            timings_ms=result.timings_ms,
+            batch_size=result.batch_size,
+            worker=result.worker_id,
+            model=self.model_id,
+            fps=round(state.fps(state.last_result_s), 2),
+            frames_scored=state.frames_scored,
+            frames_dropped=state.counters.get("frames_dropped", 0),
+            error=result.error,
+            tracks=tuple(track.to_json() for track in update.tracks),
+            detect_mode=update.detect_mode,
+        )
+        self.sink.publish_score(message)
+        if self.metrics is not None:
+            self.metrics.observe_result(result.batch_size, result.timings_ms,
+                                        (time.time() - result.capture_time_s) * 1000.0)
+        if result.thumbnail_jpeg is not None:
+            self.sink.set_thumbnail(result.stream_id, result.thumbnail_jpeg)
+            self._store_kept_frame(result)
+        self._maybe_finish(state)
+        return message
 
     def keep_frame(self, message: FrameMessage) -> None:
         """Hold a live frame that asked for a thumbnail until its result comes back; then it is

@@ -104,6 +104,34 @@ class FacesConfig:
     max_faces: int = field(default=5, metadata=_rule(ge=1))
 
 
+FILES_FULL = "full"
+FILES_TRACK = "track"
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    """Face tracks between full detections (detector/tracking.py, docs/live-sources.md).
+
+    ``full_every``: one sampled frame in this many is searched in full (1 = every frame, no
+    region search); in between, the detector looks only in a region ``roi_scale`` times each
+    live track's box, resized so the face is about ``roi_face_px`` wide. A track missed on a
+    frame, or whose detector confidence fell below ``redetect_confidence``, makes the next
+    frame a full detection; after ``max_missed`` misses in a row it ends. ``match_iou``: the
+    least overlap for a fully detected face to continue a track. ``files``: ``full`` searches
+    every sampled frame of a file in full (as fast as before, replay order-independent);
+    ``track`` tracks in files too, sending each file frame only once the previous one's
+    result is in (deterministic, but one frame of that file in flight at a time).
+    """
+
+    full_every: int = field(default=5, metadata=_rule(ge=1, le=1000))
+    max_missed: int = field(default=2, metadata=_rule(ge=0, le=1000))
+    match_iou: float = field(default=0.3, metadata=_rule(gt=0.0, le=1.0))
+    redetect_confidence: float = field(default=0.75, metadata=_rule(ge=0.0, le=1.0))
+    roi_scale: float = field(default=2.0, metadata=_rule(ge=1.0, le=8.0))
+    roi_face_px: int = field(default=96, metadata=_rule(ge=16, le=1024))
+    files: str = field(default=FILES_FULL, metadata=_rule(choices=(FILES_FULL, FILES_TRACK)))
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """The model card ``<dir>/<name>.toml`` and its weights."""
@@ -169,6 +197,7 @@ class Config:
     sampling: SamplingConfig = SamplingConfig()
     workers: WorkersConfig = WorkersConfig()
     faces: FacesConfig = FacesConfig()
+    tracking: TrackingConfig = TrackingConfig()
     model: ModelConfig = ModelConfig()
     scoring: ScoringConfig = ScoringConfig()
     sources: SourcesConfig = SourcesConfig()
@@ -189,6 +218,7 @@ _SECTIONS: dict[str, type] = {
     "sampling": SamplingConfig,
     "workers": WorkersConfig,
     "faces": FacesConfig,
+    "tracking": TrackingConfig,
     "model": ModelConfig,
     "scoring": ScoringConfig,
     "sources": SourcesConfig,

@@ -11,6 +11,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
+from detector.boxes import box_iou
 from detector.errors import ModelError
 from detector.face_crop import scale_to_width
 from detector.face_detector_kinds import HAAR, YUNET
@@ -26,10 +27,12 @@ YUNET_URL = (
 
 @dataclass(frozen=True)
 class FaceBox:
-    """One detected face: box in original-frame pixels and the detector's confidence."""
+    """One detected face: box in original-frame pixels and the detector's confidence;
+    ``track_id``: the track hint it was found for (region search), else None."""
 
     box_xyxy: tuple[float, float, float, float]
     confidence: float
+    track_id: int | None = None
 
     def __post_init__(self) -> None:
         x1, y1, x2, y2 = self.box_xyxy
@@ -42,8 +45,9 @@ class FaceDetector(Protocol):
 
     name: str
 
-    def detect(self, frame_bgr: np.ndarray) -> list[FaceBox]:
-        """Return the faces in ``frame_bgr`` (``(h, w, 3)`` uint8), largest first."""
+    def detect(self, frame_bgr: np.ndarray, detect_width_px: int | None = None) -> list[FaceBox]:
+        """Return the faces in ``frame_bgr`` (``(h, w, 3)`` uint8), largest first, searched on
+        a copy at most ``detect_width_px`` wide (None: the detector's own setting)."""
         ...
 
 
@@ -72,8 +76,8 @@ class HaarFaceDetector:
         self._min_face_px = min_face_px
         self._max_faces = max_faces
 
-    def detect(self, frame_bgr: np.ndarray) -> list[FaceBox]:
-        small, factor = scale_to_width(frame_bgr, self._detect_width_px)
+    def detect(self, frame_bgr: np.ndarray, detect_width_px: int | None = None) -> list[FaceBox]:
+        small, factor = scale_to_width(frame_bgr, detect_width_px or self._detect_width_px)
         gray = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
         min_side = max(8, int(self._min_face_px / factor))
         rects = self._cascade.detectMultiScale(
@@ -113,8 +117,8 @@ class YuNetFaceDetector:
         self._min_face_px = min_face_px
         self._max_faces = max_faces
 
-    def detect(self, frame_bgr: np.ndarray) -> list[FaceBox]:
-        small, factor = scale_to_width(frame_bgr, self._detect_width_px)
+    def detect(self, frame_bgr: np.ndarray, detect_width_px: int | None = None) -> list[FaceBox]:
+        small, factor = scale_to_width(frame_bgr, detect_width_px or self._detect_width_px)
         height, width = small.shape[:2]
         if self._input_size != (width, height):
             self._detector.setInputSize((width, height))
@@ -130,6 +134,50 @@ class YuNetFaceDetector:
                 continue
             faces.append(FaceBox((x1, y1, x2, y2), float(row[-1])))
         return _largest_first(faces, self._max_faces)
+
+
+def search_region(box_xyxy: tuple[float, float, float, float], frame_hw: tuple[int, int],
+                  scale: float) -> tuple[int, int, int, int]:
+    """The integer region ``(x1, y1, x2, y2)`` to search for a face last seen at ``box_xyxy``:
+    a square ``scale`` times the box's longer side, on the box's centre, clipped to the frame
+    of size ``frame_hw`` = ``(height, width)`` (never empty)."""
+    height, width = frame_hw
+    x1, y1, x2, y2 = box_xyxy
+    half = max(x2 - x1, y2 - y1) * scale / 2.0
+    cx, cy = (x1 + x2) / 2.0, (y1 + y2) / 2.0
+    rx1 = int(max(0, min(width - 1, np.floor(cx - half))))
+    ry1 = int(max(0, min(height - 1, np.floor(cy - half))))
+    rx2 = int(min(width, max(rx1 + 1, np.ceil(cx + half))))
+    ry2 = int(min(height, max(ry1 + 1, np.ceil(cy + half))))
+    return rx1, ry1, rx2, ry2
+
+
+def detect_near(detector: FaceDetector, frame_bgr: np.ndarray, track_id: int,
+                box_xyxy: tuple[float, float, float, float], scale: float,
+                face_px: int) -> FaceBox | None:
+    """Look for the face of track ``track_id`` only near its last box.
+
+    Searches :func:`search_region` on a copy downscaled so the face is about ``face_px`` wide
+    (never upscaled), and keeps the face overlapping the old box most (then the most
+    confident one).
+
+    Returns:
+        the face in frame pixels, tagged with ``track_id``; None when the region has none.
+    """
+    rx1, ry1, rx2, ry2 = search_region(box_xyxy, frame_bgr.shape[:2], scale)
+    region = frame_bgr[ry1:ry2, rx1:rx2]
+    box_width = max(1.0, box_xyxy[2] - box_xyxy[0])
+    region_width = rx2 - rx1
+    width_px = max(32, min(region_width, int(round(region_width * face_px / box_width))))
+    best: tuple[float, float, FaceBox] | None = None
+    for face in detector.detect(region, detect_width_px=width_px):
+        fx1, fy1, fx2, fy2 = face.box_xyxy
+        moved = (fx1 + rx1, fy1 + ry1, fx2 + rx1, fy2 + ry1)
+        overlap = box_iou(moved, box_xyxy)
+        candidate = (overlap, face.confidence, FaceBox(moved, face.confidence, track_id))
+        if best is None or candidate[:2] > best[:2]:
+            best = candidate
+    return None if best is None else best[2]
 
 
 def make_face_detector(

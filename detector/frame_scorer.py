@@ -14,10 +14,10 @@ import numpy as np
 
 from detector.errors import ModelError
 from detector.face_crop import crop_face
-from detector.face_detect import FaceBox, FaceDetector
+from detector.face_detect import FaceBox, FaceDetector, detect_near
 from detector.model_card import ModelCard
 from detector.runtime import ModelRuntime
-from detector.wire import FaceResult
+from detector.wire import TRACK_DETECT, DetectRequest, FaceResult
 
 
 @dataclass(frozen=True)
@@ -38,15 +38,32 @@ class FrameScorer:
         card: the model card (input size, normalisation, face margin).
         detector: finds faces in a BGR frame.
         runtime: runs the classifier.
+        roi_scale, roi_face_px: the region searched around a track hint, and the face width
+            it is scaled to (``tracking.roi_scale``, ``tracking.roi_face_px``).
     """
 
-    def __init__(self, card: ModelCard, detector: FaceDetector, runtime: ModelRuntime):
+    def __init__(self, card: ModelCard, detector: FaceDetector, runtime: ModelRuntime,
+                 roi_scale: float = 2.0, roi_face_px: int = 96):
         self.card = card
         self.detector = detector
         self.runtime = runtime
+        self.roi_scale = roi_scale
+        self.roi_face_px = roi_face_px
 
-    def detect(self, frames_bgr: Sequence[np.ndarray]) -> list[list[FaceBox]]:
-        return [self.detector.detect(frame) for frame in frames_bgr]
+    def detect(self, frames_bgr: Sequence[np.ndarray],
+               plans: Sequence[DetectRequest | None] | None = None) -> list[list[FaceBox]]:
+        """Faces per frame: the whole frame, or with a ``track`` plan only near each hinted
+        box (one face at most per hint, tagged with its track id; a hint left without a face
+        was not found there)."""
+        plans = plans or [None] * len(frames_bgr)
+        return [self.detect_one(frame, plan) for frame, plan in zip(frames_bgr, plans)]
+
+    def detect_one(self, frame_bgr: np.ndarray, plan: DetectRequest | None = None) -> list[FaceBox]:
+        if plan is None or plan.mode != TRACK_DETECT:
+            return self.detector.detect(frame_bgr)
+        found = (detect_near(self.detector, frame_bgr, hint.track_id, hint.box_xyxy,
+                             self.roi_scale, self.roi_face_px) for hint in plan.tracks)
+        return [face for face in found if face is not None]
 
     def crops(
         self, frames_bgr: Sequence[np.ndarray], faces: Sequence[Sequence[FaceBox]]
@@ -72,19 +89,21 @@ class FrameScorer:
         return self.card.calibrate(np.clip(probabilities, 0.0, 1.0))
 
     def score_frames(
-        self, frames_bgr: Sequence[np.ndarray], faces: Sequence[Sequence[FaceBox]] | None = None
+        self, frames_bgr: Sequence[np.ndarray], faces: Sequence[Sequence[FaceBox]] | None = None,
+        plans: Sequence[DetectRequest | None] | None = None,
     ) -> tuple[list[list[FaceResult]], BatchTimings]:
         """Score a batch of frames.
 
         Args:
             frames_bgr: ``(h, w, 3)`` uint8 BGR frames (any sizes).
             faces: already-detected faces per frame; None runs the detector.
+            plans: per frame, how to detect (:meth:`detect`); None: in full.
         Returns:
             per frame, its faces with fake probabilities (empty list = no face), and timings.
         """
         started = time.perf_counter()
         if faces is None:
-            faces = self.detect(frames_bgr)
+            faces = self.detect(frames_bgr, plans)
         detected = time.perf_counter()
         crops = self.crops(frames_bgr, faces)
         cropped = time.perf_counter()
@@ -97,7 +116,8 @@ class FrameScorer:
             frame_results = []
             for face in frame_faces:
                 frame_results.append(
-                    FaceResult(face.box_xyxy, face.confidence, float(probabilities[cursor]))
+                    FaceResult(face.box_xyxy, face.confidence, float(probabilities[cursor]),
+                               face.track_id)
                 )
                 cursor += 1
             results.append(frame_results)

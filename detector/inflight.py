@@ -85,6 +85,12 @@ class InFlightLedger:
             del entries[frame_index]
             return True
 
+    def lowest_open(self, stream_id: str) -> int | None:
+        """The lowest frame index of the stream still waiting for its result, or None."""
+        with self._lock:
+            entries = self._open.get(stream_id)
+            return min(entries) if entries else None
+
     def open_count(self, stream_id: str) -> int:
         with self._lock:
             return len(self._open.get(stream_id, ()))

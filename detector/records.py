@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from detector.redis_keys import SCHEMA_VERSION
+from detector.redis_keys import SCHEMA_VERSION, SCORE_SCHEMA_VERSION, SCORE_SCHEMA_VERSIONS_READ
 from detector.scoring import NO_FACE, unscored_verdict
 from detector.stream_status import StreamStatus
 
@@ -192,9 +192,11 @@ class HistoryEntry:
     capture_time: float | None = None
     faces: int = 0
     entry_id: str | None = None
+    track_scores: Mapping[int, float | None] = field(default_factory=dict)
 
     def to_redis(self) -> dict[str, str | int | float]:
-        """The fields XADDed (all strings to Redis; None is ``''``)."""
+        """The fields XADDed (all strings to Redis; None is ``''``). ``tracks`` is the live
+        tracks' rolling scores as compact JSON, ``{"1":0.42,"2":null}``."""
         return {
             "frame_index": self.frame_index,
             "capture_time": self.capture_time if self.capture_time is not None else "",
@@ -203,6 +205,8 @@ class HistoryEntry:
             "verdict": self.verdict,
             "faces": self.faces,
             "latency_ms": _num_field(self.latency_ms),
+            "tracks": _json({str(k): None if v is None else round(float(v), 6)
+                             for k, v in sorted(self.track_scores.items())}),
         }
 
     @classmethod
@@ -225,15 +229,35 @@ class HistoryEntry:
             capture_time=_float_or_none(decoded.get("capture_time")),
             faces=_int(decoded.get("faces")),
             entry_id=_text(entry_id),
+            track_scores=_track_scores(decoded.get("tracks")),
         )
+
+
+def _track_scores(raw: str | None) -> dict[int, float | None]:
+    """A history entry's ``tracks`` field; absent (version 1) or unreadable → no tracks."""
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except (json.JSONDecodeError, TypeError):
+        return {}
+    if not isinstance(value, dict):
+        return {}
+    scores = {}
+    for key, score in value.items():
+        if isinstance(key, str) and key.isdigit():
+            scores[int(key)] = _float_or_none(score)
+    return scores
 
 
 @dataclass(frozen=True)
 class ScoreRecord:
     """One scored frame: ``PUBLISH <prefix>:scores`` and ``SET <prefix>:latest:<id>``.
 
-    ``faces`` are the faces' JSON objects (``detector.wire.FaceResult.to_json``). The service
-    always writes ``frame_index``; a reader gets None when a message left it out.
+    ``faces`` are the faces' JSON objects (``detector.wire.FaceResult.to_json``, with the
+    ``track_id`` each belongs to); ``tracks`` the live tracks and those that ended on this
+    frame (``detector.tracking.TrackSummary.to_json``). The service always writes
+    ``frame_index``; a reader gets None when a message left it out.
     """
 
     stream_id: str
@@ -255,11 +279,13 @@ class ScoreRecord:
     frames_scored: int = 0
     frames_dropped: int = 0
     error: str | None = None
+    tracks: tuple[dict[str, Any], ...] = ()
+    detect_mode: str = "full"
 
     def to_json(self) -> dict[str, Any]:
         """The message as a JSON object (what ``to_redis`` serialises)."""
         return {
-            "schema_version": SCHEMA_VERSION, "stream_id": self.stream_id,
+            "schema_version": SCORE_SCHEMA_VERSION, "stream_id": self.stream_id,
             "frame_index": self.frame_index, "pts_s": self.pts_s,
             "capture_time": self.capture_time, "published_time": self.published_time,
             "faces": list(self.faces), "frame_score": self.frame_score,
@@ -268,6 +294,7 @@ class ScoreRecord:
             "timings_ms": self.timings_ms, "batch_size": self.batch_size, "worker": self.worker,
             "model": self.model, "fps": self.fps, "frames_scored": self.frames_scored,
             "frames_dropped": self.frames_dropped, "error": self.error,
+            "tracks": list(self.tracks), "detect_mode": self.detect_mode,
         }
 
     def to_redis(self) -> str:
@@ -277,22 +304,33 @@ class ScoreRecord:
     def history_entry(self) -> HistoryEntry:
         """This frame's entry in the stream's history."""
         return HistoryEntry(self.frame_index, self.frame_score, self.rolling_score, self.verdict,
-                            self.latency_ms, self.capture_time, len(self.faces))
+                            self.latency_ms, self.capture_time, len(self.faces),
+                            track_scores={int(t["track_id"]): t.get("rolling_score")
+                                          for t in self.tracks if t.get("status") == "live"})
 
     @classmethod
     def from_redis(cls, raw: bytes | str | Mapping[str, Any]) -> ScoreRecord:
         """Read a score message (or a ``latest`` value) back.
 
+        Version 1 messages (before tracks) read with no tracks.
+
         Raises:
-            ValueError: not a JSON object, or no ``stream_id``.
+            ValueError: not a JSON object, no ``stream_id``, or a ``schema_version`` newer than
+                this reader knows.
         """
         record = _object(raw)
+        version = record.get("schema_version", 1)
+        if version not in SCORE_SCHEMA_VERSIONS_READ or isinstance(version, bool):
+            raise ValueError(f"expected a score message of schema_version "
+                             f"{' or '.join(map(str, SCORE_SCHEMA_VERSIONS_READ))}, got {version!r}"
+                             " (a newer service? upgrade this reader)")
         stream_id = record.get("stream_id")
         if not isinstance(stream_id, str) or not stream_id:
             raise ValueError(f"expected a stream_id string, got {stream_id!r}")
         index = record.get("frame_index")
         frame_index = index if isinstance(index, int) and not isinstance(index, bool) else None
         faces = record.get("faces")
+        tracks = record.get("tracks")
         timings = record.get("timings_ms")
         return cls(
             stream_id=stream_id,
@@ -314,4 +352,6 @@ class ScoreRecord:
             frames_scored=_int(record.get("frames_scored")),
             frames_dropped=_int(record.get("frames_dropped")),
             error=record.get("error") or None,
+            tracks=tuple(t for t in tracks if isinstance(t, dict)) if isinstance(tracks, list) else (),
+            detect_mode=str(record.get("detect_mode") or "full"),
         )

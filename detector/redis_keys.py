@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 SCHEMA_VERSION = 1
+# Score messages and history entries: version 2 added face track ids and per-track scores.
+SCORE_SCHEMA_VERSION = 2
+SCORE_SCHEMA_VERSIONS_READ = (1, 2)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,9 @@ import numpy as np
 from detector.errors import WireFormatError
 from detector.identifiers import STREAM_ID_RULE, is_valid_stream_id, shown
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Versions a reader accepts: version 1 frames have no ``detect`` (full detection).
+SUPPORTED_VERSIONS = (1, 2)
 MAX_SIDE_PX = 8192
 MAX_HEADER_BYTES = 64 * 1024
 MAX_THUMBNAIL_BYTES = 2 * 1024 * 1024
@@ -26,9 +28,14 @@ MAX_NONCE_CHARS = 64
 _FRAME_KIND = "frame"
 _RESULT_KIND = "result"
 _STATS_KIND = "worker_stats"
+FULL_DETECT = "full"
+TRACK_DETECT = "track"
+MAX_TRACK_HINTS = 32
+MAX_TRACK_ID = 2**31 - 1
 
 
 def _load_header(part: bytes, expected_kind: str) -> dict:
+    """The JSON header of a message of ``expected_kind`` in one of :data:`SUPPORTED_VERSIONS`."""
     if len(part) > MAX_HEADER_BYTES:
         raise WireFormatError(f"header of {len(part)} bytes exceeds {MAX_HEADER_BYTES}")
     try:
@@ -38,8 +45,10 @@ def _load_header(part: bytes, expected_kind: str) -> dict:
     if not isinstance(header, dict):
         raise WireFormatError(f"expected a JSON object header, got {type(header).__name__}")
     version = header.get("schema_version")
-    if isinstance(version, bool) or version != SCHEMA_VERSION:  # True == 1 in Python
-        raise WireFormatError(f"expected schema_version {SCHEMA_VERSION}, got {version!r}")
+    if isinstance(version, bool) or not isinstance(version, int) or version not in SUPPORTED_VERSIONS:
+        supported = " or ".join(str(v) for v in SUPPORTED_VERSIONS)
+        raise WireFormatError(f"expected schema_version {supported} (the versions this side "
+                              f"reads), got {shown(version, 40)}")
     kind = header.get("kind")
     if kind != expected_kind:
         raise WireFormatError(f"expected kind {expected_kind!r}, got {kind!r}")
@@ -99,6 +108,103 @@ def peek_stream_id(parts: Sequence[bytes]) -> str | None:
         return None
 
 
+def _track_id(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_TRACK_ID:
+        raise WireFormatError(f"expected {what} an integer in [1, {MAX_TRACK_ID}], got {value!r}")
+    return value
+
+
+def _finite_box(raw: Any, what: str) -> tuple[float, float, float, float]:
+    if not isinstance(raw, list) or len(raw) != 4 or any(
+            isinstance(v, bool) or not isinstance(v, (int, float)) for v in raw):
+        raise WireFormatError(f"expected {what} of 4 numbers, got {shown(raw, 80)}")
+    try:
+        box = tuple(float(v) for v in raw)
+    except OverflowError:
+        raise WireFormatError(f"expected {what} of finite numbers, got a huge integer") from None
+    if not all(math.isfinite(v) for v in box):
+        raise WireFormatError(f"expected {what} of finite numbers, got {raw!r}")
+    return box
+
+
+@dataclass(frozen=True)
+class TrackHint:
+    """Where a face was: look for it near ``box_xyxy`` (frame pixels) and report it as ``track_id``."""
+
+    track_id: int
+    box_xyxy: tuple[float, float, float, float]
+
+    def __post_init__(self) -> None:
+        x1, y1, x2, y2 = self.box_xyxy
+        if not (x2 > x1 and y2 > y1):
+            raise ValueError(f"expected a box with x2 > x1 and y2 > y1, got {self.box_xyxy}")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.track_id, "box_xyxy": [round(float(v), 1) for v in self.box_xyxy]}
+
+
+@dataclass(frozen=True)
+class DetectRequest:
+    """How a worker should find the faces of a frame (the frame header's ``detect``).
+
+    ``full``: the whole frame. ``track``: only near each hinted box; a face found there is
+    reported with the hint's track id, a hint without a face is reported by its absence.
+    """
+
+    mode: str = FULL_DETECT
+    tracks: tuple[TrackHint, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.mode not in (FULL_DETECT, TRACK_DETECT):
+            raise ValueError(f"expected mode {FULL_DETECT!r} or {TRACK_DETECT!r}, got {self.mode!r}")
+        if self.mode == FULL_DETECT and self.tracks:
+            raise ValueError("expected no track hints in full mode")
+        if self.mode == TRACK_DETECT and not 1 <= len(self.tracks) <= MAX_TRACK_HINTS:
+            raise ValueError(f"expected 1..{MAX_TRACK_HINTS} track hints, got {len(self.tracks)}")
+
+    def to_json(self) -> dict[str, Any]:
+        if self.mode == FULL_DETECT:
+            return {"mode": FULL_DETECT}
+        return {"mode": TRACK_DETECT, "tracks": [hint.to_json() for hint in self.tracks]}
+
+    @classmethod
+    def from_json(cls, raw: Any, height: int, width: int) -> DetectRequest:
+        """Validate a header's ``detect`` for a ``height`` × ``width`` frame.
+
+        Raises:
+            WireFormatError: anything but ``{"mode": "full"}`` or ``{"mode": "track",
+                "tracks": [{"id": 1.., "box_xyxy": [x1, y1, x2, y2]}, …]}`` with 1..32 distinct
+                ids and finite boxes inside the frame.
+        """
+        if not isinstance(raw, dict):
+            raise WireFormatError(f"expected detect to be an object, got {shown(raw, 80)}")
+        mode = raw.get("mode")
+        allowed = {"mode"} if mode == FULL_DETECT else {"mode", "tracks"}
+        if mode not in (FULL_DETECT, TRACK_DETECT):
+            raise WireFormatError(f"expected detect.mode 'full' or 'track', got {shown(mode, 40)}")
+        if set(raw) - allowed:
+            raise WireFormatError(f"unexpected detect keys {sorted(set(raw) - allowed)[:3]}")
+        if mode == FULL_DETECT:
+            return cls(FULL_DETECT)
+        tracks = raw.get("tracks")
+        if not isinstance(tracks, list) or not 1 <= len(tracks) <= MAX_TRACK_HINTS:
+            raise WireFormatError(
+                f"expected detect.tracks a list of 1..{MAX_TRACK_HINTS} hints, got "
+                f"{len(tracks) if isinstance(tracks, list) else shown(tracks, 40)}")
+        hints = []
+        for hint in tracks:
+            if not isinstance(hint, dict) or set(hint) != {"id", "box_xyxy"}:
+                raise WireFormatError(f"expected a hint {{id, box_xyxy}}, got {shown(hint, 80)}")
+            x1, y1, x2, y2 = box = _finite_box(hint["box_xyxy"], "a hint's box_xyxy")
+            if not (0 <= x1 < x2 <= width and 0 <= y1 < y2 <= height):
+                raise WireFormatError(
+                    f"expected a hint box inside the {width}x{height} frame, got {list(box)}")
+            hints.append(TrackHint(_track_id(hint["id"], "a hint id"), box))
+        if len({h.track_id for h in hints}) != len(hints):
+            raise WireFormatError("expected distinct hint ids")
+        return cls(TRACK_DETECT, tuple(hints))
+
+
 @dataclass(frozen=True)
 class FrameMessage:
     """A sampled frame on its way to a worker.
@@ -112,6 +218,7 @@ class FrameMessage:
         want_thumbnail: ask the worker to send back a small annotated JPEG.
         nonce: the stream run's nonce; the worker echoes it in the result, and the collector
             accepts only results that carry it (detector/inflight.py).
+        detect: how to find its faces (schema version 2); None = full detection.
     """
 
     stream_id: str
@@ -121,6 +228,7 @@ class FrameMessage:
     image_bgr: np.ndarray = field(repr=False)
     want_thumbnail: bool = False
     nonce: str = ""
+    detect: DetectRequest | None = None
 
     def __post_init__(self) -> None:
         shape = self.image_bgr.shape
@@ -142,6 +250,8 @@ class FrameMessage:
             "want_thumbnail": self.want_thumbnail,
             "nonce": self.nonce,
         }
+        if self.detect is not None:
+            header["detect"] = self.detect.to_json()
         pixels = np.ascontiguousarray(self.image_bgr)
         return [json.dumps(header).encode("utf-8"), pixels.data]
 
@@ -168,6 +278,11 @@ class FrameMessage:
         if frame_index < 0:
             raise WireFormatError(f"expected frame_index >= 0, got {frame_index}")
         pts = _seconds(header, "pts_s", optional=True)
+        detect = None
+        if header.get("detect") is not None:
+            if header["schema_version"] < 2:
+                raise WireFormatError("expected no detect in a schema_version 1 frame")
+            detect = DetectRequest.from_json(header["detect"], height, width)
         image = np.frombuffer(pixels, dtype=np.uint8).reshape(height, width, 3)
         return cls(
             stream_id=_stream_id(header),
@@ -177,27 +292,33 @@ class FrameMessage:
             image_bgr=image,
             want_thumbnail=bool(header.get("want_thumbnail", False)),
             nonce=_nonce(header),
+            detect=detect,
         )
 
 
 @dataclass(frozen=True)
 class FaceResult:
-    """One face in a scored frame. ``fake_probability`` is in [0, 1]."""
+    """One face in a scored frame. ``fake_probability`` is in [0, 1]; ``track_id``: the hint
+    it answers (a worker in track mode) or the track it belongs to (the collector), else None."""
 
     box_xyxy: tuple[float, float, float, float]
     detector_confidence: float
     fake_probability: float
+    track_id: int | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.fake_probability <= 1.0:
             raise ValueError(f"expected fake_probability in [0, 1], got {self.fake_probability}")
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        face = {
             "box_xyxy": [round(float(v), 1) for v in self.box_xyxy],
             "detector_confidence": round(float(self.detector_confidence), 4),
             "fake_probability": round(float(self.fake_probability), 6),
         }
+        if self.track_id is not None:
+            face["track_id"] = self.track_id
+        return face
 
     @classmethod
     def from_json(cls, raw: Any) -> FaceResult:
@@ -206,11 +327,13 @@ class FaceResult:
         box = raw.get("box_xyxy")
         if not isinstance(box, list) or len(box) != 4:
             raise WireFormatError(f"expected box_xyxy of 4 numbers, got {box!r}")
+        track_id = raw.get("track_id")
         try:
             return cls(
                 box_xyxy=tuple(float(v) for v in box),
                 detector_confidence=float(raw["detector_confidence"]),
                 fake_probability=float(raw["fake_probability"]),
+                track_id=None if track_id is None else _track_id(track_id, "a face's track_id"),
             )
         except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise WireFormatError(f"bad face object {raw!r}: {exc}") from None

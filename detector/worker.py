@@ -91,7 +91,8 @@ def build_frame_scorer(config: Config, threads: int = 0, warn_fallback: bool = T
         max_faces=config.faces.max_faces,
     )
     runtime = load_runtime(card, config.workers.runtime, threads)
-    return FrameScorer(card, detector, runtime)
+    return FrameScorer(card, detector, runtime, roi_scale=config.tracking.roi_scale,
+                       roi_face_px=config.tracking.roi_face_px)
 
 
 class Worker:
@@ -207,7 +208,8 @@ class Worker:
         frames = [message.image_bgr for message, _ in batch]
         error = None
         try:
-            results, timings = self.scorer.score_frames(frames)
+            results, timings = self.scorer.score_frames(
+                frames, plans=[message.detect for message, _ in batch])
         except Exception as exc:  # report the failure per frame, keep serving
             log.exception("worker %s: scoring a batch of %d frames failed", self.worker_id, len(batch))
             error = f"scoring failed: {exc.__class__.__name__}: {exc}"

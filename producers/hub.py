@@ -3,6 +3,7 @@ thread that round-robins the streams' buffers onto the pool's ZeroMQ PUSH socket
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -15,7 +16,7 @@ from detector.errors import SourceError
 from detector.inflight import InFlightLedger
 from detector.sampling import is_sampled
 from detector.stream_status import StreamStatus
-from detector.wire import FrameMessage
+from detector.wire import DetectRequest, FrameMessage
 from producers.backpressure import DROP_OLDEST, LOSSLESS, FrameBuffer
 from producers.base import Source
 
@@ -77,6 +78,11 @@ class ProducerHub:
         file_max_in_flight: file frames of one stream sent and not yet answered.
         live_reader: the reader loop of live sources (``producers.live.make_live_reader``, which
             imports this module, so it is handed in); None: live sources are refused.
+        detect_plan: ``detect_plan(stream_id, frame_index)`` → how the worker should find the
+            frame's faces (the stream's tracker, asked just before the frame is sent); None or
+            a None answer: full detection.
+        may_send_file_frame: ``may_send_file_frame(stream_id)`` → whether a file stream's next
+            frame may be sent now (tracked files wait for the previous frame's result).
     """
 
     def __init__(
@@ -94,6 +100,8 @@ class ProducerHub:
         resend_after_s: float = 30.0,
         file_max_in_flight: int = 64,
         live_reader: ReaderLoop | None = None,
+        detect_plan: Callable[[str, int], DetectRequest | None] | None = None,
+        may_send_file_frame: Callable[[str], bool] | None = None,
     ):
         self._socket = socket
         self._on_status = on_status
@@ -107,6 +115,8 @@ class ProducerHub:
         self.ledger = ledger or InFlightLedger()
         self._resend_after_s = resend_after_s
         self._file_max_in_flight = file_max_in_flight
+        self._detect_plan = detect_plan
+        self._may_send_file_frame = may_send_file_frame
         self._last_resend_check_s = 0.0
         self._streams: dict[str, StreamHandle] = {}
         self._lock = threading.Lock()
@@ -255,15 +265,31 @@ class ProducerHub:
                     continue
             elif self.ledger.open_count(handle.source.stream_id) >= self._file_max_in_flight:
                 continue
+            elif (self._may_send_file_frame is not None
+                  and not self._may_send_file_frame(handle.source.stream_id)):
+                continue
             message = handle.buffer.get_nowait()
             if message is None:
                 continue
+            message = self._with_plan(message)
             self.ledger.sent(message, keep=not handle.source.is_live)
             if self._send(poller, message):
                 handle.counters.frames_sent += 1
                 sent_any = True
                 self._live_thumbnail_sent(handle, message)
         return sent_any
+
+    def _with_plan(self, message: FrameMessage) -> FrameMessage:
+        """The frame with its detection plan (a resent file frame keeps the one it had)."""
+        if self._detect_plan is None:
+            return message
+        try:
+            plan = self._detect_plan(message.stream_id, message.frame_index)
+        except Exception:  # a tracker failure costs the hint, never the frame
+            log.exception("stream %s: no detection plan for frame %d; detecting in full",
+                          message.stream_id, message.frame_index)
+            plan = None
+        return message if plan is None else dataclasses.replace(message, detect=plan)
 
     def _send(self, poller: zmq.Poller, message: FrameMessage) -> bool:
         parts = message.encode()

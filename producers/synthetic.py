@@ -6,6 +6,7 @@ can check which frame arrived where; optionally a real (public-domain) face move
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -65,6 +66,73 @@ def make_frame(index: int, width: int, height: int, face: np.ndarray | None,
         frame[top:top + side, left:left + side] = patch
     draw_index(frame, index)
     return frame
+
+
+@dataclass(frozen=True)
+class FacePath:
+    """A face in a many-face clip: visible from ``first_frame`` to ``last_frame`` (inclusive),
+    its top-left corner moving linearly from ``start_xy`` to ``end_xy``, ``side_px`` wide."""
+
+    first_frame: int
+    last_frame: int
+    start_xy: tuple[int, int]
+    end_xy: tuple[int, int]
+    side_px: int
+
+    def box_at(self, index: int) -> tuple[int, int, int, int] | None:
+        """The face's ``(x1, y1, x2, y2)`` in frame ``index``, or None when it is not there."""
+        if not self.first_frame <= index <= self.last_frame:
+            return None
+        span = max(1, self.last_frame - self.first_frame)
+        t = (index - self.first_frame) / span
+        x = int(round(self.start_xy[0] + t * (self.end_xy[0] - self.start_xy[0])))
+        y = int(round(self.start_xy[1] + t * (self.end_xy[1] - self.start_xy[1])))
+        return x, y, x + self.side_px, y + self.side_px
+
+
+def make_faces_frame(index: int, width: int, height: int, face: np.ndarray,
+                     paths: tuple[FacePath, ...]) -> np.ndarray:
+    """One frame of a many-face clip: the background of :func:`make_frame`, each face of
+    ``paths`` that is visible at ``index`` (clipped to the frame), the index on top."""
+    frame = make_frame(index, width, height, None)
+    for path in paths:
+        box = path.box_at(index)
+        if box is None:
+            continue
+        x1, y1, x2, y2 = box
+        patch = cv2.resize(face, (x2 - x1, y2 - y1), interpolation=cv2.INTER_AREA)
+        cx1, cy1 = max(0, x1), max(INDEX_BLOCK_PX, y1)
+        cx2, cy2 = min(width, x2), min(height, y2)
+        if cx2 > cx1 and cy2 > cy1:
+            frame[cy1:cy2, cx1:cx2] = patch[cy1 - y1:cy2 - y1, cx1 - x1:cx2 - x1]
+    draw_index(frame, index)
+    return frame
+
+
+def write_faces_video(path: Path | str, n_frames: int, paths: tuple[FacePath, ...],
+                      width: int = 640, height: int = 360, fps: int = 30) -> Path:
+    """Write an index-stamped H.264 clip with several faces that come and go (``paths``).
+
+    Returns:
+        the path written.
+    """
+    path = Path(path)
+    face = load_face_bgr()
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height = width, height
+        stream.pix_fmt = "yuv420p"
+        stream.time_base = Fraction(1, fps)
+        stream.options = {"preset": "ultrafast", "crf": "18"}
+        for index in range(n_frames):
+            image = make_faces_frame(index, width, height, face, paths)
+            frame = av.VideoFrame.from_ndarray(image, format="bgr24")
+            frame.pts = index
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
 
 
 def write_video(path: Path | str, n_frames: int, width: int = 640, height: int = 360,

@@ -12,6 +12,8 @@ FAKE_COLOUR = "#d62728"
 REAL_COLOUR = "#2ca02c"
 ROLLING_COLOUR = "#1f77b4"
 THRESHOLD_COLOUR = "#7f7f7f"
+# One colour per track line, none of them the verdict colours of the dots.
+TRACK_COLOURS = ("#1f77b4", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2", "#bcbd22")
 
 
 def _base_layout(title: str, height_px: int) -> dict:
@@ -51,9 +53,11 @@ def _marker_colours(scores: Sequence[float | None], threshold: float | None) -> 
 
 def history_figure(stream_id: str, points: Sequence[HistoryEntry], threshold: float | None,
                    height_px: int = 320) -> go.Figure:
-    """Frame scores (dots, red at or above the threshold) and the rolling score (line).
+    """Frame scores (dots, red at or above the threshold) and one rolling-score line per face
+    track (``track 1``, ``track 2`` …; the stream's score is the highest of them).
 
-    Frames without a face have no dot; the rolling line breaks where it has no value.
+    Frames without a face have no dot; a track's line breaks where the track has no value.
+    A history written before tracks (schema version 1) draws the stream's rolling score.
     """
     if not points:
         return placeholder_figure(f"{stream_id}: no scored frames yet", height_px)
@@ -64,11 +68,21 @@ def history_figure(stream_id: str, points: Sequence[HistoryEntry], threshold: fl
         mode="markers", name="frame score",
         marker=dict(size=6, color=_marker_colours([p.frame_score for p in scored], threshold)),
     ))
-    figure.add_trace(go.Scatter(
-        x=[p.frame_index for p in points], y=[p.rolling_score for p in points],
-        mode="lines", name="rolling score", connectgaps=False,
-        line=dict(color=ROLLING_COLOUR, width=2),
-    ))
+    track_ids = sorted({track_id for p in points for track_id in p.track_scores})
+    for position, track_id in enumerate(track_ids):
+        present = [i for i, p in enumerate(points) if track_id in p.track_scores]
+        span = points[present[0]:present[-1] + 1]
+        figure.add_trace(go.Scatter(
+            x=[p.frame_index for p in span], y=[p.track_scores.get(track_id) for p in span],
+            mode="lines", name=f"track {track_id}", connectgaps=False,
+            line=dict(color=TRACK_COLOURS[position % len(TRACK_COLOURS)], width=2),
+        ))
+    if not track_ids:
+        figure.add_trace(go.Scatter(
+            x=[p.frame_index for p in points], y=[p.rolling_score for p in points],
+            mode="lines", name="rolling score", connectgaps=False,
+            line=dict(color=ROLLING_COLOUR, width=2),
+        ))
     _add_threshold(figure, threshold)
     return figure
 

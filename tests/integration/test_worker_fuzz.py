@@ -61,7 +61,7 @@ def malformed_message(rng: random.Random) -> list[bytes]:
     if kind == 0:  # random bytes
         return [rng.randbytes(rng.randint(0, 64)) for _ in range(rng.randint(1, 3))]
     if kind == 1:  # wrong schema version (True == 1 in Python, but not on the wire)
-        header["schema_version"] = rng.choice([0, 2, 99, -1, "1", 1.5, None, True, HUGE_INT])
+        header["schema_version"] = rng.choice([0, 3, 99, -1, "1", 1.5, None, True, HUGE_INT])
     elif kind == 2:  # wrong kind
         header["kind"] = rng.choice(["result", "worker_stats", "", None, 7, "FRAME"])
     elif kind == 3:  # a field missing

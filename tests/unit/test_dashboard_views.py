@@ -102,3 +102,16 @@ def test_default_stream_id(target, expected):
 def test_replies_never_show_credentials_back(text):
     shown = mask_in_text(text, "rtsp://admin:s3cret@cam/live")
     assert "s3cret" not in shown and "admin" not in shown
+
+
+def test_history_figure_draws_one_line_per_track():
+    points = [HistoryEntry(0, 0.2, 0.2, "REAL", 10.0, track_scores={1: 0.2}),
+              HistoryEntry(4, 0.9, 0.9, "FAKE", 10.0, track_scores={1: 0.25, 2: 0.9}),
+              HistoryEntry(8, 0.3, 0.9, "FAKE", 10.0, track_scores={2: 0.9}),
+              HistoryEntry(12, None, None, "NO_FACE", 10.0)]
+    figure = history_figure("cam", points, threshold=0.5)
+    dots, *lines = figure.data
+    assert [line.name for line in lines] == ["track 1", "track 2"]
+    assert list(lines[0].x) == [0, 4] and list(lines[0].y) == [0.2, 0.25]
+    assert list(lines[1].x) == [4, 8] and list(lines[1].y) == [0.9, 0.9]
+    assert lines[0].line.color != lines[1].line.color

@@ -89,3 +89,40 @@ def test_an_ended_record_expires_at_its_expires_at(expires_at, expired):
     raw = json.dumps({"stream_id": "a", "status": "finished", "expires_at": expires_at})
     assert record_expired(raw, 100.0) is expired
     assert record_expired(b"not json", 100.0) is False
+
+
+def test_a_score_record_carries_its_tracks_and_its_history_entry_the_live_tracks_scores():
+    face = {"box_xyxy": [1, 2, 3, 4], "detector_confidence": 0.9, "fake_probability": 0.75,
+            "track_id": 2}
+    tracks = ({"track_id": 1, "box_xyxy": [5, 5, 9, 9], "rolling_score": 0.1, "status": "ended",
+               "first_frame_index": 0, "last_frame_index": 4},
+              {"track_id": 2, "box_xyxy": [1, 2, 3, 4], "rolling_score": 0.75, "status": "live",
+               "first_frame_index": 4, "last_frame_index": 12})
+    record = ScoreRecord("cam", 12, 0.75, 0.75, "FAKE", faces=(face,), tracks=tracks)
+    raw = record.to_redis()
+    assert json.loads(raw)["schema_version"] == 2
+    assert ScoreRecord.from_redis(raw) == record
+    entry = record.history_entry()
+    assert entry.track_scores == {2: 0.75}           # ended tracks draw no more line
+    fields = {k.encode(): str(v).encode() for k, v in entry.to_redis().items()}
+    assert HistoryEntry.from_redis(b"1-0", fields).track_scores == {2: 0.75}
+
+
+def test_version_1_score_messages_and_history_entries_read_without_tracks():
+    old = {"schema_version": 1, "stream_id": "cam", "frame_index": 4, "frame_score": 0.5,
+           "rolling_score": 0.5, "verdict": "REAL",
+           "faces": [{"box_xyxy": [1, 2, 3, 4], "detector_confidence": 0.9, "fake_probability": 0.5}]}
+    record = ScoreRecord.from_redis(json.dumps(old))
+    assert record.tracks == () and record.faces[0].get("track_id") is None
+    entry = HistoryEntry.from_redis("1-0", {"frame_index": "4", "frame_score": "0.5"})
+    assert entry.track_scores == {}
+
+
+@pytest.mark.parametrize("tracks", ["", "not json", "[1]", '{"x": 1}'])
+def test_an_unreadable_tracks_field_reads_as_no_tracks(tracks):
+    assert HistoryEntry.from_redis("1-0", {"frame_index": "4", "tracks": tracks}).track_scores == {}
+
+
+def test_a_score_message_of_a_newer_version_is_a_clear_error():
+    with pytest.raises(ValueError, match="schema_version 1 or 2, got 3"):
+        ScoreRecord.from_redis(json.dumps({"schema_version": 3, "stream_id": "cam"}))

@@ -44,7 +44,7 @@ PIXELS = bytes(4 * 6 * 3)
     ([header(), PIXELS, b"x"], "2 frame parts"),
     ([b"\xff\xfe", PIXELS], "not UTF-8 JSON"),
     ([b"[1, 2]", PIXELS], "JSON object"),
-    ([header(schema_version=2), PIXELS], "schema_version"),
+    ([header(schema_version=3), PIXELS], "schema_version"),
     ([header(schema_version=...), PIXELS], "schema_version"),
     ([header(schema_version=True), PIXELS], "schema_version"),
     ([header(capture_time_s=-1.0), PIXELS], "capture_time_s >= 0"),
@@ -111,3 +111,74 @@ def test_bad_faces_in_results_are_rejected(face):
 def test_peek_stream_id_of_garbage():
     assert peek_stream_id([b"\x00\x01"]) is None
     assert peek_stream_id([header(schema_version=9)]) == "cam"
+
+
+# --- schema version 2: detection plans and track ids ---------------------------------------
+def test_a_frame_carries_its_detection_plan_and_a_face_its_track_id():
+    from detector.wire import TRACK_DETECT, DetectRequest, TrackHint
+
+    plan = DetectRequest(TRACK_DETECT, (TrackHint(3, (1.0, 0.5, 4.0, 3.5)), TrackHint(7, (0, 0, 6, 4))))
+    decoded = FrameMessage.decode([bytes(p) for p in make_frame(detect=plan).encode()])
+    assert decoded.detect == plan
+    assert json.loads(make_frame(detect=plan).encode()[0])["schema_version"] == 2
+    assert FrameMessage.decode([bytes(p) for p in make_frame().encode()]).detect is None
+    result = ResultMessage("cam", 0, 0.0, 1.0, (FaceResult((1, 2, 3, 4), 0.9, 0.5, track_id=3),),
+                           "w0", 1, {})
+    assert ResultMessage.decode(result.encode()).faces[0].track_id == 3
+    assert "track_id" not in FaceResult((1, 2, 3, 4), 0.9, 0.5).to_json()
+
+
+def test_a_version_1_frame_is_still_read_and_means_full_detection():
+    decoded = FrameMessage.decode([header(schema_version=1), PIXELS])
+    assert decoded.detect is None and decoded.frame_index == 0
+
+
+def hint(**changes):
+    base = {"id": 1, "box_xyxy": [0, 0, 3, 2]}
+    base.update(changes)
+    return base
+
+
+@pytest.mark.parametrize("detect,reason", [
+    ("full", "object"),
+    ({"mode": "fast"}, "detect.mode"),
+    ({"mode": "full", "tracks": []}, "unexpected detect keys"),
+    ({"mode": "track"}, "1..32"),
+    ({"mode": "track", "tracks": []}, "1..32"),
+    ({"mode": "track", "tracks": [hint(id=i + 1) for i in range(33)]}, "1..32"),
+    ({"mode": "track", "tracks": [hint(), hint()]}, "distinct"),
+    ({"mode": "track", "tracks": [hint(id=0)]}, "hint id"),
+    ({"mode": "track", "tracks": [hint(id=True)]}, "hint id"),
+    ({"mode": "track", "tracks": [hint(id=2**40)]}, "hint id"),
+    ({"mode": "track", "tracks": [hint(box_xyxy=[0, 0, 3])]}, "4 numbers"),
+    ({"mode": "track", "tracks": [hint(box_xyxy=[0, 0, "3", 2])]}, "4 numbers"),
+    ({"mode": "track", "tracks": [hint(box_xyxy=[0, 0, 2**2000, 2])]}, "finite"),
+    ({"mode": "track", "tracks": [hint(box_xyxy=[0, 0, 7, 2])]}, "inside the 6x4 frame"),
+    ({"mode": "track", "tracks": [hint(box_xyxy=[-1, 0, 3, 2])]}, "inside"),
+    ({"mode": "track", "tracks": [hint(box_xyxy=[3, 0, 3, 2])]}, "inside"),
+    ({"mode": "track", "tracks": [{"id": 1}]}, "id, box_xyxy"),
+    ({"mode": "track", "tracks": [{**hint(), "extra": 1}]}, "id, box_xyxy"),
+])
+def test_bad_detection_plans_are_rejected(detect, reason):
+    with pytest.raises(WireFormatError, match=reason):
+        FrameMessage.decode([header(schema_version=2, detect=detect), PIXELS])
+
+
+def test_a_detection_plan_in_a_version_1_frame_is_rejected():
+    with pytest.raises(WireFormatError, match="schema_version 1"):
+        FrameMessage.decode([header(schema_version=1, detect={"mode": "full"}), PIXELS])
+
+
+def test_an_unknown_version_names_the_versions_read():
+    with pytest.raises(WireFormatError, match=r"expected schema_version 1 or 2 .*got 3"):
+        FrameMessage.decode([header(schema_version=3), PIXELS])
+
+
+@pytest.mark.parametrize("track_id", [0, -1, True, "3", 2**40])
+def test_a_bad_face_track_id_is_rejected(track_id):
+    raw = {"schema_version": 2, "kind": "result", "stream_id": "c", "frame_index": 0,
+           "capture_time_s": 1.0, "worker_id": "w", "batch_size": 1, "timings_ms": {},
+           "faces": [{"box_xyxy": [1, 2, 3, 4], "detector_confidence": 1,
+                      "fake_probability": 0.5, "track_id": track_id}]}
+    with pytest.raises(WireFormatError, match="track_id"):
+        ResultMessage.decode([json.dumps(raw).encode()])
