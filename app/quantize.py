@@ -80,7 +80,12 @@ def run_quantize(config: Config, models_dir: Path, cache_dir: Path,
         FileNotFoundError / ValueError: the cache or a labels file is missing or empty.
     """
     from app.evaluate import compute_metrics
-    from detector.runtime import build_model, export_tflite_int8, load_runtime
+    from detector.runtime import (
+        build_model,
+        export_tflite_int8,
+        load_runtime,
+        native_stderr_silenced,
+    )
     from detector.training.quantize import (
         SetParity,
         frame_differences,
@@ -101,7 +106,9 @@ def run_quantize(config: Config, models_dir: Path, cache_dir: Path,
     _say(f"[2/4] int8 export of {card.weights_path.name} from {len(crops)} crops → {int8_path} "
          "(a minute or two)")
     started = time.perf_counter()
-    export_tflite_int8(build_model(card), int8_path, card.normalise(crops))
+    model = build_model(card)
+    with native_stderr_silenced(not log.isEnabledFor(logging.DEBUG)):  # the converter's chatter
+        export_tflite_int8(model, int8_path, card.normalise(crops))
     _say(f"  {int8_path.stat().st_size / 2**20:.1f} MB in {time.perf_counter() - started:.0f} s")
 
     int8_card: ModelCard = dataclasses.replace(card, tflite_int8_path=int8_path.resolve())

@@ -222,4 +222,4 @@ def test_the_shipped_int8_export_matches_its_weights_and_float32_on_the_portrait
     batch = card.normalise(_portrait_crops(card))
     expected = card.calibrate(float_rt.predict(batch))
     got = card.calibrate(int8_rt.predict(batch))
-    np.testing.assert_allclose(got, expected, atol=max(0.05, parity["frame_abs_diff_max"]))
+    np.testing.assert_allclose(got, expected, atol=0.05)  # 0.01 at most when measured
