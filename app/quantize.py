@@ -18,7 +18,7 @@ from detector.config import Config
 from detector.face_detect import make_face_detector
 from detector.frame_scorer import FrameScorer
 from detector.model_card import ModelCard, card_path_for, load_model_card, write_model_card
-from detector.runtime_kinds import INT8, KERAS, LITERT
+from detector.runtime_kinds import INT8, KERAS, LITERT, LITERT_INT8
 from detector.training.faces import FallbackPolicy
 from detector.worker import resolve_face_detector_kind
 
@@ -79,19 +79,8 @@ def run_quantize(config: Config, models_dir: Path, cache_dir: Path,
         ModelError: the card or weights are missing or do not load.
         FileNotFoundError / ValueError: the cache or a labels file is missing or empty.
     """
-    from app.evaluate import compute_metrics
-    from detector.runtime import (
-        build_model,
-        export_tflite_int8,
-        load_runtime,
-        native_stderr_silenced,
-    )
-    from detector.training.quantize import (
-        SetParity,
-        frame_differences,
-        parity_summary,
-        representative_crops,
-    )
+    from detector.runtime import build_model, export_tflite_int8, native_stderr_silenced
+    from detector.training.quantize import representative_crops
 
     card_path = card_path_for(models_dir, config.model.name)
     card = load_model_card(card_path)
@@ -103,15 +92,46 @@ def run_quantize(config: Config, models_dir: Path, cache_dir: Path,
     crops = representative_crops(cache_dir, card, samples, seed)
     int8_name = f"{card.name}.int8.tflite"
     int8_path = Path(models_dir) / int8_name
+    # The new file stays a candidate until its parity is measured: a run that fails half-way
+    # leaves the card and the int8 file it names as they were.
+    candidate = int8_path.with_name(int8_name + ".candidate")
+    digest = weights_digest(card.weights_path)
     _say(f"[2/4] int8 export of {card.weights_path.name} from {len(crops)} crops → {int8_path} "
          "(a minute or two)")
     started = time.perf_counter()
     model = build_model(card)
-    with native_stderr_silenced(not log.isEnabledFor(logging.DEBUG)):  # the converter's chatter
-        export_tflite_int8(model, int8_path, card.normalise(crops))
-    _say(f"  {int8_path.stat().st_size / 2**20:.1f} MB in {time.perf_counter() - started:.0f} s")
+    try:
+        with native_stderr_silenced(not log.isEnabledFor(logging.DEBUG)):  # converter chatter
+            export_tflite_int8(model, candidate, card.normalise(crops))
+        _say(f"  {candidate.stat().st_size / 2**20:.1f} MB in {time.perf_counter() - started:.0f} s")
+        summary = _measure(config, card, candidate, dev_labels, holdout_labels, threads,
+                           max_frames, stride or config.sampling.stride)
+        if weights_digest(card.weights_path) != digest:
+            raise ValueError(f"{card.weights_path} changed while quantize ran: run it again")
+        candidate.replace(int8_path)
+    finally:
+        candidate.unlink(missing_ok=True)
+    parity = {"float_runtime": summary["float_runtime"], "weights_sha256": digest,
+              "representative_crops": int(len(crops)), **summary["parity"]}
+    raw = tomllib.loads(card_path.read_text(encoding="utf-8"))
+    raw.update({"tflite_int8": int8_name, "precision": summary["precision"],
+                "int8_parity": parity})
+    write_model_card(card_path, raw)
+    load_model_card(card_path)  # what was written reads back
+    _say(format_parity(parity, summary["precision"], card_path))
+    return {"card": card_path, "tflite_int8": int8_path, "precision": summary["precision"],
+            "parity": parity}
 
-    int8_card: ModelCard = dataclasses.replace(card, tflite_int8_path=int8_path.resolve())
+
+def _measure(config: Config, card: ModelCard, int8_file: Path, dev_labels: Path | None,
+             holdout_labels: Path | None, threads: int, max_frames: int, stride: int) -> dict:
+    """Score the labelled sets with float32 and with ``int8_file``; :func:`parity_summary` of
+    them, plus ``float_runtime``."""
+    from app.evaluate import compute_metrics
+    from detector.runtime import load_runtime
+    from detector.training.quantize import SetParity, frame_differences, parity_summary
+
+    int8_card = dataclasses.replace(card, tflite_int8_path=Path(int8_file).resolve())
     float_kind = LITERT if card.tflite_path is not None and card.tflite_path.is_file() else KERAS
     detector = make_face_detector(resolve_face_detector_kind(config, card),
                                   yunet_model=config.resolve_path(config.faces.yunet_model),
@@ -119,9 +139,8 @@ def run_quantize(config: Config, models_dir: Path, cache_dir: Path,
                                   min_face_px=config.faces.min_face_px,
                                   max_faces=config.faces.max_faces)
     scorers = {"float32": FrameScorer(card, detector, load_runtime(card, float_kind, threads)),
-               INT8: FrameScorer(int8_card, detector, load_runtime(int8_card, "litert-int8",
-                                                                     threads))}
-    stride = stride or config.sampling.stride
+               INT8: FrameScorer(int8_card, detector,
+                                 load_runtime(int8_card, LITERT_INT8, threads))}
     sets = []
     for step, (name, labels) in enumerate((("dev", dev_labels), ("holdout", holdout_labels)),
                                           start=3):
@@ -135,17 +154,7 @@ def run_quantize(config: Config, models_dir: Path, cache_dir: Path,
         counted = sum(1 for i in items["float32"] if i.error is None and i.score is not None)
         sets.append(SetParity(name, aucs["float32"], aucs[INT8], counted,
                               frame_differences(items["float32"], items[INT8])))
-    summary = parity_summary(sets)
-    parity = {"float_runtime": float_kind, "weights_sha256": weights_digest(card.weights_path),
-              "representative_crops": int(len(crops)), **summary["parity"]}
-    raw = tomllib.loads(card_path.read_text(encoding="utf-8"))
-    raw.update({"tflite_int8": int8_name, "precision": summary["precision"],
-                "int8_parity": parity})
-    write_model_card(card_path, raw)
-    load_model_card(card_path)  # what was written reads back
-    _say(format_parity(parity, summary["precision"], card_path))
-    return {"card": card_path, "tflite_int8": int8_path, "precision": summary["precision"],
-            "parity": parity}
+    return {"float_runtime": float_kind, **parity_summary(sets)}
 
 
 def _fmt(value) -> str:

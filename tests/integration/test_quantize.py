@@ -205,6 +205,27 @@ def test_quantize_exports_measures_and_writes_the_card(int8_models, portrait_cac
     assert card.name == "tiny_b0" and card.input_size_px == 64 and card.trained is False
 
 
+def test_a_quantize_run_that_fails_after_the_export_leaves_the_card_as_it_was(int8_models,
+                                                                              portrait_cache,
+                                                                              tmp_path):
+    import shutil
+
+    models = tmp_path / "models"
+    shutil.copytree(int8_models, models)
+    card_before = (models / "tiny_b0.toml").read_text()
+    int8_before = (models / "tiny_b0.int8.tflite").read_bytes()
+    bad = tmp_path / "labels.csv"
+    bad.write_text("file,verdict\nx.png,REAL\n")
+    result = _cli("quantize", "--models-dir", str(models), "--model", "tiny_b0",
+                  "--cache-dir", str(portrait_cache), "--samples", "4", "--seed", "3",
+                  "--dev-labels", str(bad), cwd=tmp_path)
+    assert result.returncode != 0 and "needs columns path,label" in result.stderr
+    assert "[2/4] int8 export" in result.stdout  # it failed after exporting
+    assert (models / "tiny_b0.toml").read_text() == card_before
+    assert (models / "tiny_b0.int8.tflite").read_bytes() == int8_before
+    assert sorted(p.name for p in models.iterdir()) == sorted(p.name for p in int8_models.iterdir())
+
+
 SHIPPED = REPO / "models" / "sbi_b0.toml"
 
 
