@@ -114,7 +114,8 @@ class TrackingConfig:
 
     ``full_every``: one sampled frame in this many is searched in full (1 = every frame, no
     region search); in between, the detector looks only in a region ``roi_scale`` times each
-    live track's box, resized so the face is about ``roi_face_px`` wide. A track missed on a
+    live track's box, scaled so the face is at most ``roi_face_px`` wide (and no finer than a full
+    detection at ``faces.detect_width_px`` sees it). A track missed on a
     frame, or whose detector confidence fell below ``redetect_confidence``, makes the next
     frame a full detection; after ``max_missed`` misses in a row it ends. ``match_iou``: the
     least overlap for a fully detected face to continue a track. ``files``: ``full`` searches
@@ -127,7 +128,7 @@ class TrackingConfig:
     max_missed: int = field(default=2, metadata=_rule(ge=0, le=1000))
     match_iou: float = field(default=0.3, metadata=_rule(gt=0.0, le=1.0))
     redetect_confidence: float = field(default=0.75, metadata=_rule(ge=0.0, le=1.0))
-    roi_scale: float = field(default=2.0, metadata=_rule(ge=1.0, le=8.0))
+    roi_scale: float = field(default=3.0, metadata=_rule(ge=1.0, le=8.0))
     roi_face_px: int = field(default=96, metadata=_rule(ge=16, le=1024))
     files: str = field(default=FILES_FULL, metadata=_rule(choices=(FILES_FULL, FILES_TRACK)))
 

@@ -154,12 +154,13 @@ def search_region(box_xyxy: tuple[float, float, float, float], frame_hw: tuple[i
 
 def detect_near(detector: FaceDetector, frame_bgr: np.ndarray, track_id: int,
                 box_xyxy: tuple[float, float, float, float], scale: float,
-                face_px: int) -> FaceBox | None:
+                face_px: int, full_width_px: int | None = None) -> FaceBox | None:
     """Look for the face of track ``track_id`` only near its last box.
 
-    Searches :func:`search_region` on a copy downscaled so the face is about ``face_px`` wide
-    (never upscaled), and keeps the face overlapping the old box most (then the most
-    confident one).
+    Searches :func:`search_region` on a copy downscaled so the face is at most ``face_px``
+    wide, and never finer than a full detection on a ``full_width_px``-wide copy of the frame
+    would see it (so tracked and fully detected boxes agree; never upscaled), and keeps the
+    face overlapping the old box most (then the most confident one).
 
     Returns:
         the face in frame pixels, tagged with ``track_id``; None when the region has none.
@@ -168,7 +169,9 @@ def detect_near(detector: FaceDetector, frame_bgr: np.ndarray, track_id: int,
     region = frame_bgr[ry1:ry2, rx1:rx2]
     box_width = max(1.0, box_xyxy[2] - box_xyxy[0])
     region_width = rx2 - rx1
-    width_px = max(32, min(region_width, int(round(region_width * face_px / box_width))))
+    factor = max(1.0, box_width / face_px,
+                 frame_bgr.shape[1] / full_width_px if full_width_px else 1.0)
+    width_px = max(32, min(region_width, int(round(region_width / factor))))
     best: tuple[float, float, FaceBox] | None = None
     for face in detector.detect(region, detect_width_px=width_px):
         fx1, fy1, fx2, fy2 = face.box_xyxy

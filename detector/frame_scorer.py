@@ -31,6 +31,20 @@ class BatchTimings:
     n_faces: int
 
 
+def detect_planned(detector: FaceDetector, frame_bgr: np.ndarray, plan: DetectRequest | None,
+                   roi_scale: float, roi_face_px: int,
+                   full_width_px: int | None = None) -> list[FaceBox]:
+    """The faces of one ``(h, w, 3)`` BGR frame as its plan asks: the whole frame (None or
+    ``full``), or only near each hint of a ``track`` plan (``face_detect.detect_near``: one
+    face at most per hint, tagged with its track id; a hint without a face is left out);
+    ``full_width_px``: the width full detections run at (``faces.detect_width_px``)."""
+    if plan is None or plan.mode != TRACK_DETECT:
+        return detector.detect(frame_bgr)
+    found = (detect_near(detector, frame_bgr, hint.track_id, hint.box_xyxy, roi_scale,
+                         roi_face_px, full_width_px) for hint in plan.tracks)
+    return [face for face in found if face is not None]
+
+
 class FrameScorer:
     """Faces → crops → one batched classifier call.
 
@@ -39,16 +53,19 @@ class FrameScorer:
         detector: finds faces in a BGR frame.
         runtime: runs the classifier.
         roi_scale, roi_face_px: the region searched around a track hint, and the face width
-            it is scaled to (``tracking.roi_scale``, ``tracking.roi_face_px``).
+            it is scaled to at most (``tracking.roi_scale``, ``tracking.roi_face_px``).
+        full_width_px: the width full detections run at (``faces.detect_width_px``); a region
+            is never searched finer than that.
     """
 
     def __init__(self, card: ModelCard, detector: FaceDetector, runtime: ModelRuntime,
-                 roi_scale: float = 2.0, roi_face_px: int = 96):
+                 roi_scale: float = 3.0, roi_face_px: int = 96, full_width_px: int | None = 640):
         self.card = card
         self.detector = detector
         self.runtime = runtime
         self.roi_scale = roi_scale
         self.roi_face_px = roi_face_px
+        self.full_width_px = full_width_px
 
     def detect(self, frames_bgr: Sequence[np.ndarray],
                plans: Sequence[DetectRequest | None] | None = None) -> list[list[FaceBox]]:
@@ -59,11 +76,8 @@ class FrameScorer:
         return [self.detect_one(frame, plan) for frame, plan in zip(frames_bgr, plans)]
 
     def detect_one(self, frame_bgr: np.ndarray, plan: DetectRequest | None = None) -> list[FaceBox]:
-        if plan is None or plan.mode != TRACK_DETECT:
-            return self.detector.detect(frame_bgr)
-        found = (detect_near(self.detector, frame_bgr, hint.track_id, hint.box_xyxy,
-                             self.roi_scale, self.roi_face_px) for hint in plan.tracks)
-        return [face for face in found if face is not None]
+        return detect_planned(self.detector, frame_bgr, plan, self.roi_scale, self.roi_face_px,
+                              self.full_width_px)
 
     def crops(
         self, frames_bgr: Sequence[np.ndarray], faces: Sequence[Sequence[FaceBox]]

@@ -213,11 +213,12 @@ class StreamTracker:
                 track_id = assigned.get(position)
                 if track_id is not None:
                     track = by_id[track_id]
-                    track.box_xyxy = face.box_xyxy
-                    track.confidence = face.detector_confidence
+                    if frame_index >= track.last_frame_index:  # a late live result keeps the newer box
+                        track.box_xyxy = face.box_xyxy
+                        track.confidence = face.detector_confidence
+                        track.last_frame_index = frame_index
                     track.misses = 0
                     track.is_lost = False
-                    track.last_frame_index = max(track.last_frame_index, frame_index)
                     track.rolling.add(frame_index, face.fake_probability)
                 out_faces.append(dataclasses.replace(face, track_id=track_id))
             self._tracks = [t for t in self._tracks if t not in ended]

@@ -92,7 +92,8 @@ def build_frame_scorer(config: Config, threads: int = 0, warn_fallback: bool = T
     )
     runtime = load_runtime(card, config.workers.runtime, threads)
     return FrameScorer(card, detector, runtime, roi_scale=config.tracking.roi_scale,
-                       roi_face_px=config.tracking.roi_face_px)
+                       roi_face_px=config.tracking.roi_face_px,
+                       full_width_px=config.faces.detect_width_px)
 
 
 class Worker:

@@ -652,3 +652,38 @@ def test_the_dashboard_on_a_taken_port_is_one_sentence(tmp_path, tiny_model_dir)
     assert result.returncode == 2
     assert result.stderr.startswith(f"error: cannot listen on 127.0.0.1:{port}")
     assert "Traceback" not in result.stderr
+
+
+def test_two_face_tracks_draw_two_lines_in_the_history_chart(tiny_model_dir, redis_server, browser):
+    import redis
+
+    from app.dashboard import dashboard_app
+    from detector.records import ScoreRecord, StatusRecord
+
+    # given a stream whose history (written by the records the service writes) has two tracks
+    prefix = f"tracks{uuid.uuid4().hex[:8]}"
+    now = time.time()
+    client = redis.Redis.from_url(redis_server.url)
+    client.hset(f"{prefix}:streams", "two-faces", StatusRecord(
+        "two-faces", "running", "rtsp://cam/live", "live", updated_at=now, frames_scored=6,
+        rolling_score=0.8, verdict="FAKE", scored_at=now).to_redis())
+    for step in range(6):
+        tracks = [{"track_id": 1, "rolling_score": 0.2, "status": "live"}]
+        if step >= 2:
+            tracks.append({"track_id": 2, "rolling_score": 0.8, "status": "live"})
+        record = ScoreRecord("two-faces", step * 4, 0.8 if step >= 2 else 0.2, 0.8, "FAKE",
+                             capture_time=now, latency_ms=10.0, tracks=tuple(tracks))
+        client.xadd(f"{prefix}:history:two-faces", record.history_entry().to_redis())
+    client.close()
+    config = dashboard_config(tiny_model_dir, prefix)
+    with served(dashboard_app(config, redis_server.url, refresh_interval_ms=300)) as url, \
+            opened(browser, url):
+        # when the page shows it; then the chart has one line per track, named after it
+        names = wait_for(browser, lambda d: [e.text for e in d.find_elements(
+            "css selector", "#history-chart .legend .legendtext")] or None,
+            PAGE_TIMEOUT_S, "the chart legend")
+        assert [n for n in names if n.startswith("track")] == ["track 1", "track 2"]
+        lines = [e for e in browser.find_elements(
+            "css selector", "#history-chart .scatterlayer .trace path.js-line")
+            if e.get_attribute("d")]
+        assert len(lines) == 2

@@ -82,6 +82,8 @@ def test_malformed_messages_are_counted_and_the_worker_keeps_serving(pool, caplo
     assert results[0].thumbnail_jpeg[:2] == b"\xff\xd8"
     assert worker.malformed_messages == 3
     assert "stream cam" in caplog.text
+    # a version it does not read is named, with the versions it does
+    assert "expected schema_version 1 or 2 (the versions this side reads), got 99" in caplog.text
 
 
 def test_results_endpoint_defaults_to_the_next_port():

@@ -174,3 +174,13 @@ def test_the_same_results_give_the_same_tracks():
         return out
 
     assert run() == run()
+
+
+def test_a_late_live_result_scores_its_track_but_keeps_the_newer_box():
+    given = tracker()
+    given.update(0, [face(LEFT)])
+    given.update(8, [face(shifted(LEFT, 10), 0.9)])
+    update = given.update(4, [face(shifted(LEFT, 5), 0.1)])   # frame 4 answered after frame 8
+    (track,) = update.tracks
+    assert track.box_xyxy == shifted(LEFT, 10) and track.last_frame_index == 8
+    assert track.rolling_score == pytest.approx((0.5 + 0.9 + 0.1) / 3)
