@@ -181,6 +181,16 @@ def test_frames_flow_from_a_real_rtsp_server(service, servers, client):
         assert int(kept[b"frame_index"]) % 4 == 0
         image = cv2.imdecode(np.frombuffer(kept[b"jpeg"], np.uint8), cv2.IMREAD_COLOR)
         assert image is not None and image.shape[2] == 3
+        # and its face is tracked: between full detections only near the track is searched,
+        # and the score message carries the face's track and the track's own score
+        def tracked_frame():
+            latest = json.loads(client.get("deepfake:latest:flow"))
+            faces = latest["faces"]
+            return (latest["detect_mode"] == "track" and faces and faces[0].get("track_id")
+                    and any(t["track_id"] == faces[0]["track_id"] and t["status"] == "live"
+                            for t in latest["tracks"]))
+
+        wait_until(tracked_frame, 30, interval_s=0.01, message="a frame searched near its track")
     finally:
         service.remove_stream("flow")
     wait_until(lambda: status(client, "flow").get("status") == "stopped", 10, message="stopped")
