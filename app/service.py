@@ -30,6 +30,7 @@ from detector.curve import (
 )
 from detector.embedded_redis import EmbeddedRedis, connect
 from detector.errors import DetectorError, ModelError, SourceError
+from detector.frame_ring import FrameRings
 from detector.identifiers import stream_id_problem
 from detector.inflight import InFlightLedger
 from detector.metrics import PipelineMetrics, ServiceCounts, StreamCounts
@@ -96,6 +97,7 @@ class Service:
         self.metrics: PipelineMetrics | None = None
         self.ledger: InFlightLedger | None = None
         self.keyring: WorkerKeyring | None = None
+        self.rings: FrameRings | None = None
         self._authenticator = None
         self.keys = RedisKeys(config.redis.prefix)
 
@@ -119,7 +121,8 @@ class Service:
             # Writes go through a bounded queue: a stalled Redis never holds up result intake.
             self.sink = PublishQueue(RedisSink(client, self.keys, self.config.redis.history_maxlen),
                                      max_scores=self.config.redis.publish_queue)
-            self.ledger = InFlightLedger()
+            self.rings = self._make_rings()
+            self.ledger = InFlightLedger(release_slot=self.rings.release if self.rings else None)
             self.collector = Collector(
                 self.sink, threshold, self.config.scoring.window,
                 model_id=f"{card.name}@{card.version}", keep_frames=self._keep_frames,
@@ -150,6 +153,7 @@ class Service:
                 live_reader=make_live_reader(self.config.sources),
                 detect_plan=self.collector.detect_plan,
                 may_send_file_frame=self.collector.in_order_ready,
+                rings=self.rings,
             )
             self._start_metrics()
             self._start_thread("collector", self.collector.run, self._results_socket, self._stop)
@@ -158,6 +162,21 @@ class Service:
             self.stop(drain=False)
             raise
         return self
+
+    def _make_rings(self) -> FrameRings | None:
+        """Shared-memory frame rings for the local workers, where no remote worker can join:
+        ``pool.shared_memory`` and an ipc:// (or auto) frames endpoint. None: pixels inline."""
+        pool = self.config.pool
+        endpoint = pool.frames_endpoint
+        if not pool.shared_memory:
+            return None
+        if endpoint != "auto" and not endpoint.startswith("ipc://"):
+            log.info("frames go to the workers inline: %s can be joined by remote workers", endpoint)
+            return None
+        rings = FrameRings.create(pool.ring_slots)
+        if rings is not None:
+            log.info("frames go to the local workers through shared memory in %s", rings.folder)
+        return rings
 
     def _start_metrics(self) -> None:
         """Serve Prometheus metrics; a taken port costs the metrics, not the service."""
@@ -236,7 +255,7 @@ class Service:
             raise DetectorError(f"cannot listen on {frames} / {results}: {exc}") from None
         self.endpoints = WorkerEndpoints(
             _connectable(self._frames_socket, frames), _connectable(self._results_socket, results),
-            curve=local_keys,
+            curve=local_keys, frame_rings=str(self.rings.folder) if self.rings else None,
         )
         log.info("pool endpoints: frames %s, results %s", self.endpoints.frames, self.endpoints.results)
 
@@ -310,6 +329,8 @@ class Service:
         if self._tmpdir is not None:
             self._tmpdir.cleanup()
             self._tmpdir = None
+        if self.rings is not None:
+            self.rings.close()
         if self._embedded is not None:
             self._embedded.stop()
             self._embedded = None
@@ -375,6 +396,7 @@ class Service:
                 "frames_resent": self.ledger.resent,
                 "scores_shed": self.sink.shed,
                 "frames_endpoint": self.endpoints.frames if self.endpoints else None,
+                "frames_shared_memory": self.rings is not None,
             })
         return False
 

@@ -65,6 +65,12 @@ class PoolConfig:
     frames_hwm: int = field(default=64, metadata=_rule(ge=1))
     keys_dir: str = ""
     insecure: bool = False
+    # Frames to the service's own workers through shared memory (a ring of slots per stream
+    # in /dev/shm; docs/wire.md): only with an ipc:// frames endpoint, which remote workers
+    # cannot join. tcp:// endpoints, or ``false``, send every frame's pixels inline.
+    # ``ring_slots`` caps a ring: a file keeps at most that many frames queued and in flight.
+    shared_memory: bool = True
+    ring_slots: int = field(default=32, metadata=_rule(ge=2, le=4096))
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -19,7 +20,8 @@ from detector.errors import WireFormatError
 from detector.identifiers import STREAM_ID_RULE, is_valid_stream_id, shown
 
 SCHEMA_VERSION = 2
-# Versions a reader accepts: version 1 frames have no ``detect`` (full detection).
+# Versions a reader accepts: version 1 frames have no ``detect`` (full detection) and no
+# ``payload`` (their pixels are always inline).
 SUPPORTED_VERSIONS = (1, 2)
 MAX_SIDE_PX = 8192
 MAX_HEADER_BYTES = 64 * 1024
@@ -32,6 +34,15 @@ FULL_DETECT = "full"
 TRACK_DETECT = "track"
 MAX_TRACK_HINTS = 32
 MAX_TRACK_ID = 2**31 - 1
+INLINE_PAYLOAD = "inline"
+SHM_PAYLOAD = "shm"
+PIXEL_FORMATS = ("bgr24",)
+RING_NAME_PREFIX = "ring-"
+RING_NAME_RULE = f"{RING_NAME_PREFIX} and 16 lowercase hex digits"
+_RING_NAME_RE = re.compile(rf"{RING_NAME_PREFIX}[0-9a-f]{{16}}\Z")
+MAX_RING_SLOTS = 4096
+MAX_GENERATION = 2**63 - 1
+_SLOT_KEYS = frozenset({"kind", "ring", "slot", "generation", "format"})
 
 
 def _load_header(part: bytes, expected_kind: str) -> dict:
@@ -206,6 +217,62 @@ class DetectRequest:
 
 
 @dataclass(frozen=True)
+class SlotRef:
+    """Where a frame's pixels wait in shared memory (detector/frame_ring.py).
+
+    Attributes:
+        ring: the ring's file name inside the service's ring folder (never a path).
+        slot: the slot index in that ring.
+        generation: the slot's generation when the frame was written; the slot is released
+            (and its generation moves on) when the frame's result is answered.
+        format: the pixel layout in the slot.
+    """
+
+    ring: str
+    slot: int
+    generation: int
+    format: str = "bgr24"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.ring, str) or not _RING_NAME_RE.match(self.ring):
+            raise ValueError(f"expected a ring name of {RING_NAME_RULE}, got {shown(self.ring, 80)}")
+        if not 0 <= self.slot < MAX_RING_SLOTS:
+            raise ValueError(f"expected a slot in [0, {MAX_RING_SLOTS}), got {self.slot}")
+        if not 0 <= self.generation <= MAX_GENERATION:
+            raise ValueError(f"expected a generation in [0, 2^63), got {self.generation}")
+        if self.format not in PIXEL_FORMATS:
+            raise ValueError(f"expected format in {PIXEL_FORMATS}, got {self.format!r}")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": SHM_PAYLOAD, "ring": self.ring, "slot": self.slot,
+                "generation": self.generation, "format": self.format}
+
+    @classmethod
+    def from_json(cls, raw: Any) -> SlotRef:
+        if not isinstance(raw, dict):
+            raise WireFormatError(f"expected a payload object, got {shown(raw, 80)}")
+        unknown = set(raw) - _SLOT_KEYS
+        if unknown:
+            raise WireFormatError(f"unknown payload keys {shown(sorted(map(str, unknown)), 80)}")
+        ring = _field(raw, "ring", str)
+        slot = _field(raw, "slot", int)
+        generation = _field(raw, "generation", int)
+        pixel_format = _field(raw, "format", str)
+        try:
+            return cls(ring, slot, generation, pixel_format)
+        except ValueError as exc:
+            raise WireFormatError(str(exc)) from None
+
+
+class SlotReader(Protocol):
+    """Maps a :class:`SlotRef` to pixels (a worker's ``detector.frame_ring.RingReader``)."""
+
+    def view(self, ref: SlotRef, shape: tuple[int, int, int]) -> Any:
+        """The slot's pixels; raises ``WireFormatError`` for a ring or slot it cannot read."""
+        ...
+
+
+@dataclass(frozen=True)
 class FrameMessage:
     """A sampled frame on its way to a worker.
 
@@ -219,6 +286,8 @@ class FrameMessage:
         nonce: the stream run's nonce; the worker echoes it in the result, and the collector
             accepts only results that carry it (detector/inflight.py).
         detect: how to find its faces (schema version 2); None = full detection.
+        slot: where the pixels wait in shared memory (schema version 2; then ``image_bgr`` is a
+            view of that slot and only the header crosses ZeroMQ); None: the pixels are inline.
     """
 
     stream_id: str
@@ -229,6 +298,7 @@ class FrameMessage:
     want_thumbnail: bool = False
     nonce: str = ""
     detect: DetectRequest | None = None
+    slot: SlotRef | None = None
 
     def __post_init__(self) -> None:
         shape = self.image_bgr.shape
@@ -252,13 +322,23 @@ class FrameMessage:
         }
         if self.detect is not None:
             header["detect"] = self.detect.to_json()
+        if self.slot is not None:
+            header["payload"] = self.slot.to_json()
+            return [json.dumps(header).encode("utf-8")]
         pixels = np.ascontiguousarray(self.image_bgr)
         return [json.dumps(header).encode("utf-8"), pixels.data]
 
     @classmethod
-    def decode(cls, parts: Sequence[bytes]) -> FrameMessage:
-        if len(parts) != 2:
-            raise WireFormatError(f"expected 2 frame parts, got {len(parts)}")
+    def decode(cls, parts: Sequence[bytes], slots: SlotReader | None = None) -> FrameMessage:
+        """Decode a frame message: 2 parts (pixels inline) or 1 (pixels in a shared-memory
+        slot, read through ``slots``).
+
+        Raises:
+            WireFormatError: anything malformed; a shared-memory frame when ``slots`` is None
+                (a remote worker) or names a ring or slot ``slots`` cannot read.
+        """
+        if len(parts) not in (1, 2):
+            raise WireFormatError(f"expected 1 or 2 frame parts, got {len(parts)}")
         header = _load_header(parts[0], _FRAME_KIND)
         shape = _field(header, "shape", list)
         if len(shape) != 3 or any(isinstance(v, bool) or not isinstance(v, int) for v in shape):
@@ -268,12 +348,6 @@ class FrameMessage:
             raise WireFormatError(f"expected shape [1..{MAX_SIDE_PX}, 1..{MAX_SIDE_PX}, 3], got {shape}")
         if header.get("dtype") != "uint8":
             raise WireFormatError(f"expected dtype 'uint8', got {header.get('dtype')!r}")
-        pixels = parts[1]
-        expected_bytes = height * width * 3
-        if len(pixels) != expected_bytes:
-            raise WireFormatError(
-                f"expected {expected_bytes} pixel bytes for shape {shape}, got {len(pixels)}"
-            )
         frame_index = _field(header, "frame_index", int)
         if frame_index < 0:
             raise WireFormatError(f"expected frame_index >= 0, got {frame_index}")
@@ -283,16 +357,44 @@ class FrameMessage:
             if header["schema_version"] < 2:
                 raise WireFormatError("expected no detect in a schema_version 1 frame")
             detect = DetectRequest.from_json(header["detect"], height, width)
-        image = np.frombuffer(pixels, dtype=np.uint8).reshape(height, width, 3)
+        capture_time_s = _seconds(header, "capture_time_s", minimum=0.0)
+        stream_id = _stream_id(header)
+        nonce = _nonce(header)
+        payload = header.get("payload")
+        slot = None
+        if payload is not None and header["schema_version"] < 2:
+            raise WireFormatError("expected no payload in a schema_version 1 frame")
+        if payload is None or (isinstance(payload, dict) and payload == {"kind": INLINE_PAYLOAD}):
+            if len(parts) != 2:
+                raise WireFormatError(f"expected 2 parts for inline pixels, got {len(parts)}")
+            pixels = parts[1]
+            expected_bytes = height * width * 3
+            if len(pixels) != expected_bytes:
+                raise WireFormatError(
+                    f"expected {expected_bytes} pixel bytes for shape {shape}, got {len(pixels)}"
+                )
+            image = np.frombuffer(pixels, dtype=np.uint8).reshape(height, width, 3)
+        elif isinstance(payload, dict) and payload.get("kind") == SHM_PAYLOAD:
+            slot = SlotRef.from_json(payload)
+            if len(parts) != 1:
+                raise WireFormatError(f"expected 1 part for a shared-memory frame, got {len(parts)}")
+            if slots is None:
+                raise WireFormatError("a shared-memory frame, but this worker reads no frame rings "
+                                      "(only the service's own workers do)")
+            image = slots.view(slot, (height, width, 3))
+        else:
+            raise WireFormatError(f"expected payload kind {INLINE_PAYLOAD!r} or {SHM_PAYLOAD!r}, "
+                                  f"got {shown(payload, 80)}")
         return cls(
-            stream_id=_stream_id(header),
+            stream_id=stream_id,
             frame_index=frame_index,
             pts_s=pts,
-            capture_time_s=_seconds(header, "capture_time_s", minimum=0.0),
+            capture_time_s=capture_time_s,
             image_bgr=image,
             want_thumbnail=bool(header.get("want_thumbnail", False)),
-            nonce=_nonce(header),
+            nonce=nonce,
             detect=detect,
+            slot=slot,
         )
 
 

@@ -2,7 +2,9 @@
 
 Batches close at ``workers.max_batch`` frames or ``workers.max_wait_ms`` after their first
 frame, whichever comes first. A malformed message is counted, logged with its stream id and
-dropped; it never stops the worker.
+dropped; it never stops the worker. The service's own workers read the pixels of frames that
+name a shared-memory slot from its frame rings (detector/frame_ring.py); a frame whose slot was
+written again before it was scored is answered with an error (:data:`STALE_FRAME_ERROR`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from detector.curve import CurveKeys, make_curve_client
 from detector.errors import DetectorError, WireFormatError
 from detector.face_detect import make_face_detector
 from detector.face_detector_kinds import AUTO, HAAR, YUNET
+from detector.frame_ring import RingReader
 from detector.frame_scorer import FrameScorer
 from detector.logs import configure_logging
 from detector.model_card import ModelCard, card_path_for, load_model_card
@@ -32,15 +35,22 @@ from detector.wire import FrameMessage, ResultMessage, WorkerStats, peek_stream_
 log = logging.getLogger(__name__)
 
 STATS_INTERVAL_S = 2.0
+# The answer to a frame whose shared-memory slot was released and written again before it was
+# scored (its worker was given up as lost, or it expired): answered, not dropped, so a live
+# stream's credit comes back at once and a replay's counts add up.
+STALE_FRAME_ERROR = "frame pixels were replaced before they were scored (stale shared-memory slot)"
 
 
 @dataclass(frozen=True)
 class WorkerEndpoints:
-    """Where a worker connects; with ``curve``, as a CURVE client (detector/curve.py)."""
+    """Where a worker connects; with ``curve``, as a CURVE client (detector/curve.py), and
+    where it reads frames that wait in shared memory (``frame_rings``: the service's ring
+    folder, for its own workers only; None: such frames are malformed here)."""
 
     frames: str
     results: str
     curve: CurveKeys | None = None
+    frame_rings: str | None = None
 
 
 def results_endpoint_for(frames_endpoint: str) -> str:
@@ -123,6 +133,8 @@ class Worker:
         self.scorer = scorer
         self.frames_scored = 0
         self.malformed_messages = 0
+        self.stale_frames = 0
+        self._rings = RingReader(endpoints.frame_rings) if endpoints.frame_rings else None
         self._context = context or zmq.Context.instance()
         self._pull = self._context.socket(zmq.PULL)
         self._pull.setsockopt(zmq.RCVHWM, max(2, workers.max_batch))
@@ -160,10 +172,12 @@ class Worker:
         )
         self._push.send_multipart(stats.encode())
         self._last_stats_s = time.monotonic()
+        if self._rings is not None:
+            self._rings.forget_removed()
 
-    def _decode(self, parts: list[bytes]) -> FrameMessage | None:
+    def _decode(self, parts: list) -> FrameMessage | None:
         try:
-            return FrameMessage.decode(parts)
+            return FrameMessage.decode(parts, self._rings)
         except WireFormatError as exc:
             self.malformed_messages += 1
             log.warning(
@@ -194,9 +208,11 @@ class Worker:
                 break
             while len(batch) < max_batch:
                 try:
-                    parts = self._pull.recv_multipart(zmq.NOBLOCK)
+                    # zero-copy: inline pixels are read where ZeroMQ received them
+                    frames = self._pull.recv_multipart(zmq.NOBLOCK, copy=False)
                 except zmq.Again:
                     break
+                parts = [frames[0].bytes, *(frame.buffer for frame in frames[1:])]
                 message = self._decode(parts)
                 if message is None:
                     continue
@@ -205,7 +221,17 @@ class Worker:
                     deadline = time.monotonic() + max_wait_s
         return batch
 
+    def _is_current(self, message: FrameMessage) -> bool:
+        """Whether the frame's pixels are still its own (always, for inline pixels)."""
+        return message.slot is None or self._rings is None or self._rings.is_current(message.slot)
+
     def score_batch(self, batch: list[tuple[FrameMessage, float]]) -> None:
+        stale = [item for item in batch if not self._is_current(item[0])]
+        batch = [item for item in batch if self._is_current(item[0])]
+        for message, received_s in stale:
+            self._answer_stale(message, received_s)
+        if not batch:
+            return
         frames = [message.image_bgr for message, _ in batch]
         error = None
         try:
@@ -227,6 +253,9 @@ class Worker:
             thumbnail = None
             if message.want_thumbnail and error is None:
                 thumbnail = render_thumbnail(message.image_bgr, faces, self.threshold)
+            if not self._is_current(message):  # written again while it was being scored
+                self._answer_stale(message, received_s)
+                continue
             result = ResultMessage(
                 stream_id=message.stream_id,
                 frame_index=message.frame_index,
@@ -242,6 +271,18 @@ class Worker:
             )
             self._push.send_multipart(result.encode())
         self.frames_scored += n
+
+    def _answer_stale(self, message: FrameMessage, received_s: float) -> None:
+        self.stale_frames += 1
+        log.info("worker %s: stream %s frame %d: %s", self.worker_id, message.stream_id,
+                 message.frame_index, STALE_FRAME_ERROR)
+        result = ResultMessage(
+            stream_id=message.stream_id, frame_index=message.frame_index, pts_s=message.pts_s,
+            capture_time_s=message.capture_time_s, faces=(), worker_id=self.worker_id,
+            batch_size=1, timings_ms={"queue": (received_s - message.capture_time_s) * 1000.0},
+            error=STALE_FRAME_ERROR, nonce=message.nonce,
+        )
+        self._push.send_multipart(result.encode())
 
     def run(self, stop: threading.Event, parent_pid: int | None = None) -> None:
         """Serve until ``stop`` is set (or the parent process disappears)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import threading
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -19,9 +20,13 @@ POLICIES = (LOSSLESS, DROP_OLDEST)
 
 
 class FrameBuffer(Generic[T]):
-    """A bounded FIFO with a backpressure policy; thread-safe."""
+    """A bounded FIFO with a backpressure policy; thread-safe.
 
-    def __init__(self, capacity: int, policy: str):
+    ``on_drop`` is called with each item a drop-oldest buffer discards (outside its lock), so
+    what the item holds (a shared-memory slot) is given back.
+    """
+
+    def __init__(self, capacity: int, policy: str, on_drop: Callable[[T], object] | None = None):
         if capacity < 1:
             raise ValueError(f"expected capacity >= 1, got {capacity}")
         if policy not in POLICIES:
@@ -29,6 +34,7 @@ class FrameBuffer(Generic[T]):
         self.capacity = capacity
         self.policy = policy
         self.dropped = 0
+        self._on_drop = on_drop
         self._items: collections.deque[T] = collections.deque()
         self._lock = threading.Condition()
         self._closed = False
@@ -36,13 +42,17 @@ class FrameBuffer(Generic[T]):
     def put(self, item: T, timeout_s: float | None = None) -> bool:
         """Add ``item``. Lossless: wait for room (False if closed or timed out). Drop-oldest:
         never waits; returns True."""
-        with self._lock:
-            if self.policy == DROP_OLDEST:
+        if self.policy == DROP_OLDEST:
+            with self._lock:
+                oldest = None
                 if len(self._items) >= self.capacity:
-                    self._items.popleft()
+                    oldest = self._items.popleft()
                     self.dropped += 1
                 self._items.append(item)
-                return True
+            if oldest is not None and self._on_drop is not None:
+                self._on_drop(oldest)
+            return True
+        with self._lock:
             has_room = self._lock.wait_for(
                 lambda: self._closed or len(self._items) < self.capacity, timeout=timeout_s
             )
@@ -50,6 +60,19 @@ class FrameBuffer(Generic[T]):
                 return False
             self._items.append(item)
             return True
+
+    def count_drop(self) -> None:
+        """Count a frame dropped before it reached the buffer (no free shared-memory slot)."""
+        with self._lock:
+            self.dropped += 1
+
+    def drain(self) -> list[T]:
+        """Take every item out (its stream stopped before they were sent)."""
+        with self._lock:
+            items = list(self._items)
+            self._items.clear()
+            self._lock.notify_all()
+            return items
 
     def get_nowait(self) -> T | None:
         with self._lock:

@@ -1,5 +1,9 @@
 """The producer hub: one reader thread per source, sampling and backpressure, and one sender
-thread that round-robins the streams' buffers onto the pool's ZeroMQ PUSH socket."""
+thread that round-robins the streams' buffers onto the pool's ZeroMQ PUSH socket.
+
+With frame rings (detector/frame_ring.py), a sampled frame is written once into a slot of its
+stream's ring and only its header crosses ZeroMQ; without them the pixels travel inline.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from dataclasses import dataclass, field
 import zmq
 
 from detector.errors import SourceError
+from detector.frame_ring import FrameRing, FrameRings
 from detector.inflight import InFlightLedger
 from detector.sampling import is_sampled
 from detector.stream_status import StreamStatus
@@ -21,6 +26,8 @@ from producers.backpressure import DROP_OLDEST, LOSSLESS, FrameBuffer
 from producers.base import Source
 
 log = logging.getLogger(__name__)
+
+LIVE_SPARE_SLOTS = 4
 
 @dataclass
 class StreamCounters:
@@ -49,6 +56,8 @@ class StreamHandle:
     last_scored: int = 0
     frames_lost: int = 0
     credit_blocked_since_s: float | None = None
+    ring: FrameRing | None = None  # this stream's shared-memory slots, made at its first frame
+    has_ring_failed: bool = False  # no ring could be made: its frames go inline
 
 
 StatusCallback = Callable[[str, str, dict], None]
@@ -74,7 +83,9 @@ class ProducerHub:
             is handed to ZeroMQ (the service keeps it for the dashboard's "why").
         ledger: every frame is written into it before it is sent; file frames stay there until
             their result comes back and are sent again ``resend_after_s`` after each send (a
-            hung worker) or at once after :meth:`worker_lost` (a dead one).
+            hung worker) or at once after :meth:`worker_lost` (a dead one). With ``rings``, it
+            must release their slots (``InFlightLedger(release_slot=rings.release)``, the
+            default).
         file_max_in_flight: file frames of one stream sent and not yet answered.
         live_reader: the reader loop of live sources (``producers.live.make_live_reader``, which
             imports this module, so it is handed in); None: live sources are refused.
@@ -83,6 +94,9 @@ class ProducerHub:
             a None answer: full detection.
         may_send_file_frame: ``may_send_file_frame(stream_id)`` → whether a file stream's next
             frame may be sent now (tracked files wait for the previous frame's result).
+        rings: where sampled frames are written for local workers (one ring per stream, made
+            at its first sampled frame); None: pixels travel inline in the ZeroMQ message. A
+            full ring makes a live stream drop the frame (counted) and a file wait.
     """
 
     def __init__(
@@ -102,8 +116,10 @@ class ProducerHub:
         live_reader: ReaderLoop | None = None,
         detect_plan: Callable[[str, int], DetectRequest | None] | None = None,
         may_send_file_frame: Callable[[str], bool] | None = None,
+        rings: FrameRings | None = None,
     ):
         self._socket = socket
+        self._rings = rings
         self._on_status = on_status
         self._thumbnail_interval_s = thumbnail_interval_s
         self._live_buffer_frames = live_buffer_frames
@@ -112,7 +128,7 @@ class ProducerHub:
         self._live_max_in_flight = live_max_in_flight
         self._lost_after_s = lost_after_s
         self._on_live_thumbnail_sent = on_live_thumbnail_sent
-        self.ledger = ledger or InFlightLedger()
+        self.ledger = ledger or InFlightLedger(release_slot=rings.release if rings else None)
         self._resend_after_s = resend_after_s
         self._file_max_in_flight = file_max_in_flight
         self._detect_plan = detect_plan
@@ -138,17 +154,34 @@ class ProducerHub:
                 raise SourceError(f"stream id {source.stream_id!r} is already running")
             policy = DROP_OLDEST if source.is_live else LOSSLESS
             capacity = self._live_buffer_frames if source.is_live else self._file_buffer_frames
-            handle = StreamHandle(source, stride, FrameBuffer(capacity, policy))
+            handle = StreamHandle(source, stride,
+                                  FrameBuffer(capacity, policy, on_drop=self._release_slot))
             handle.nonce = nonce if nonce is not None else self.ledger.open_stream(source.stream_id)
             self._streams[source.stream_id] = handle
         loop = self._reader_loops.get(source.is_live)
         if loop is None:
             raise SourceError(f"no reader for {'live' if source.is_live else 'file'} sources")
         handle.thread = threading.Thread(
-            target=loop, args=(self, handle), name=f"reader-{source.stream_id}", daemon=True
+            target=self._read, args=(loop, handle), name=f"reader-{source.stream_id}", daemon=True
         )
         handle.thread.start()
         return handle
+
+    def _read(self, loop: ReaderLoop, handle: StreamHandle) -> None:
+        """Run a reader loop; when it ends, give back the slots of frames it never sent, and
+        retire the stream's ring (removed once the frames in flight are answered)."""
+        try:
+            loop(self, handle)
+        finally:
+            for message in handle.buffer.drain():
+                self._release_slot(message)
+            if handle.ring is not None:
+                handle.ring.retire()
+
+    def _release_slot(self, message: FrameMessage) -> None:
+        """Give back the slot of a frame that will not be sent (dropped, or its stream ended)."""
+        if message.slot is not None and self._rings is not None:
+            self._rings.release(message.slot)
 
     def remove(self, stream_id: str, timeout_s: float = 5.0) -> bool:
         """Stop reading a stream; frames already sent are still scored. False if unknown."""
@@ -214,6 +247,17 @@ class ProducerHub:
         if not is_sampled(frame.frame_index, handle.stride):
             return
         counters.frames_sampled += 1
+        image = frame.image_bgr
+        slot = None
+        ring = self._ring_for(handle, image)
+        if ring is not None:
+            index = self._claim(handle, ring)
+            if index is None:  # a live stream whose ring is full, or a file being stopped
+                if handle.source.is_live:
+                    handle.buffer.count_drop()
+                counters.frames_dropped = handle.buffer.dropped
+                return
+            slot, image = ring.write(index, image)
         now = time.monotonic()
         want_thumbnail = now - handle.last_thumbnail_s >= self._thumbnail_interval_s
         if want_thumbnail:
@@ -223,15 +267,55 @@ class ProducerHub:
             frame_index=frame.frame_index,
             pts_s=frame.pts_s,
             capture_time_s=frame.capture_time_s,
-            image_bgr=frame.image_bgr,
+            image_bgr=image,
             want_thumbnail=want_thumbnail,
             nonce=handle.nonce,
+            slot=slot,
         )
+        is_queued = False
         while not handle.stop.is_set():
             if handle.buffer.put(message, timeout_s=0.2):
+                is_queued = True
                 break
+        if not is_queued:
+            self._release_slot(message)
         counters.frames_dropped = handle.buffer.dropped
         self._wakeup.set()
+
+    def _ring_for(self, handle: StreamHandle, image) -> FrameRing | None:
+        """The stream's ring, made (or made again, larger) for this frame; None: go inline."""
+        if self._rings is None or handle.has_ring_failed:
+            return None
+        ring = handle.ring
+        if ring is not None and image.nbytes <= ring.slot_bytes:
+            return ring
+        if ring is not None:
+            ring.retire()  # the frames grew (a camera reconnected at a higher resolution)
+        # As many slots as the stream can hold at once: its buffer and its frames in flight
+        # (for live streams a few spare, for frames given up as lost until they expire).
+        in_flight = (self._live_max_in_flight + LIVE_SPARE_SLOTS if handle.source.is_live
+                     else self._file_max_in_flight)
+        slot_count = handle.buffer.capacity + in_flight
+        try:
+            handle.ring = self._rings.new_ring(image.nbytes, slot_count)
+        except OSError as exc:
+            log.warning("stream %s: its frames go to the workers inline: no frame ring of %d "
+                        "slots of %d bytes fits in %s (%s)", handle.source.stream_id,
+                        min(slot_count, self._rings.max_slots), image.nbytes, self._rings.folder,
+                        exc.strerror or exc)
+            handle.ring, handle.has_ring_failed = None, True
+        return handle.ring
+
+    @staticmethod
+    def _claim(handle: StreamHandle, ring: FrameRing) -> int | None:
+        """A free slot: at once or never for a live stream, waiting for one for a file."""
+        if handle.source.is_live:
+            return ring.claim(timeout_s=0.0)
+        while not handle.stop.is_set():
+            slot = ring.claim(timeout_s=0.2)
+            if slot is not None:
+                return slot
+        return None
 
     def wait_sent(self, handle: StreamHandle, timeout_s: float | None = None) -> bool:
         """Wait until the stream's buffer is empty (all sampled frames handed to ZeroMQ)."""
@@ -273,10 +357,11 @@ class ProducerHub:
                 continue
             message = self._with_plan(message)
             self.ledger.sent(message, keep=not handle.source.is_live)
+            kept = self._thumbnail_frame(handle, message)  # before its result can free the slot
             if self._send(poller, message):
                 handle.counters.frames_sent += 1
                 sent_any = True
-                self._live_thumbnail_sent(handle, message)
+                self._live_thumbnail_sent(kept)
         return sent_any
 
     def _with_plan(self, message: FrameMessage) -> FrameMessage:
@@ -323,9 +408,18 @@ class ProducerHub:
         self._last_resend_check_s = 0.0
         self._wakeup.set()
 
-    def _live_thumbnail_sent(self, handle: StreamHandle, message: FrameMessage) -> None:
+    def _thumbnail_frame(self, handle: StreamHandle, message: FrameMessage) -> FrameMessage | None:
+        """The live frame to hand to ``on_live_thumbnail_sent``, if this one asks for a
+        thumbnail: with its own pixels, since its slot is written again once it is answered."""
         if (self._on_live_thumbnail_sent is None or not message.want_thumbnail
                 or not handle.source.is_live):
+            return None
+        if message.slot is None:
+            return message
+        return dataclasses.replace(message, image_bgr=message.image_bgr.copy(), slot=None)
+
+    def _live_thumbnail_sent(self, message: FrameMessage | None) -> None:
+        if message is None:
             return
         try:
             self._on_live_thumbnail_sent(message)
@@ -352,6 +446,7 @@ class ProducerHub:
                      handle.source.stream_id, in_flight, self._lost_after_s)
             handle.frames_lost += in_flight
             handle.credit_blocked_since_s = None
+            self.ledger.release_live(handle.source.stream_id)
             return True
         return False
 

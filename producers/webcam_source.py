@@ -107,7 +107,7 @@ class _CameraPicture:
     def __init__(self, image: np.ndarray):
         self._image = image
 
-    def to_ndarray(self, format: str) -> np.ndarray:  # noqa: A002 - PyAV's name
+    def to_ndarray(self, format: str) -> np.ndarray:
         if format != "bgr24":
             raise ValueError(f"expected format 'bgr24', got {format!r}")
         code = cv2.COLOR_GRAY2BGR if self._image.ndim == 2 else cv2.COLOR_BGRA2BGR

@@ -59,6 +59,10 @@ def test_remote_worker_takes_a_share_of_the_frames(tiny_model_dir, redis_server,
         assert state.status == "finished" and state.frames_scored == 60
         wait_until(lambda: service.collector.workers[remote_id].frames_scored > 0, 10,
                    message="the remote worker scored frames")
+        # a tcp:// pool sends pixels inline, even with shared memory on (the default): the
+        # remote worker maps no rings, and it found no frame malformed
+        assert config_from_dict(raw).pool.shared_memory and service.rings is None
+        assert service.collector.workers[remote_id].malformed_messages == 0
     finally:
         remote.terminate()
         output, _ = remote.communicate(timeout=30)

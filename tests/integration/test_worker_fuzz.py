@@ -1,5 +1,7 @@
 """Fuzz a real worker over real ZeroMQ: 10,000 malformed, truncated, oversized and
-wrong-version frame messages; none may crash it, all are counted, and it still scores."""
+wrong-version frame messages, and hostile shared-memory references (slots out of range, rings
+that are no rings of this service, path traversal); none may crash it, all are counted, and it
+still scores, inline and from its ring."""
 
 from __future__ import annotations
 
@@ -13,8 +15,10 @@ import numpy as np
 import pytest
 import zmq
 
+from detector.frame_ring import DEFAULT_RING_PARENT, FrameRings, is_tmpfs
 from detector.wire import (
     MAX_HEADER_BYTES,
+    MAX_RING_SLOTS,
     MAX_SIDE_PX,
     SCHEMA_VERSION,
     FrameMessage,
@@ -25,7 +29,12 @@ from detector.wire import (
 from detector.worker import Worker, WorkerEndpoints, build_frame_scorer
 from tests.conftest import wait_until
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+pytestmark = [
+    pytest.mark.slow, pytest.mark.timeout(300),
+    pytest.mark.skipif(not is_tmpfs(DEFAULT_RING_PARENT), reason="/dev/shm is not a tmpfs here"),
+]
+RING_SLOTS = 4
+RING_SLOT_PX = 12  # the ring's slots hold 12×12 frames
 
 N_MESSAGES = 10_000
 
@@ -52,16 +61,29 @@ BAD_VALUES = {
     "dtype": [None, "float32", 1, "uint16"],
     "nonce": [5, True, [], {}, "n" * 65],
 }
+# Shared-memory references each worker must refuse (``{ring}``: the worker's real ring).
+BAD_PAYLOADS = [
+    {"ring": "../../../etc/passwd"}, {"ring": "/dev/shm/{ring}"}, {"ring": "{ring}/../{ring}"},
+    {"ring": "../{ring}"}, {"ring": "{ring}\x00"}, {"ring": "RING-0123456789ABCDEF"},
+    {"ring": "ring-0123456789abcdef"},  # well-formed, but no such ring
+    {"ring": "sem.mp-0123456789"}, {"ring": ""}, {"ring": None}, {"ring": ["{ring}"]},
+    {"slot": RING_SLOTS}, {"slot": MAX_RING_SLOTS - 1}, {"slot": MAX_RING_SLOTS}, {"slot": -1},
+    {"slot": 2**64}, {"slot": True}, {"slot": "0"}, {"slot": 0.0}, {"slot": None},
+    {"generation": -1}, {"generation": 2**63}, {"generation": HUGE_INT}, {"generation": "0"},
+    {"format": "yuv420p"}, {"format": "rgb24"}, {"format": None},
+    {"kind": "SHM"}, {"kind": "mmap"}, {"path": "/etc/passwd"}, {"offset": 0},
+]
 
 
 def malformed_message(rng: random.Random) -> list[bytes]:
     """One message that must be refused; every branch is a different way to be wrong."""
     header, pixels = valid_parts(rng)
-    kind = rng.randrange(16)
+    kind = rng.randrange(19)
     if kind == 0:  # random bytes
         return [rng.randbytes(rng.randint(0, 64)) for _ in range(rng.randint(1, 3))]
     if kind == 1:  # wrong schema version (True == 1 in Python, but not on the wire)
-        header["schema_version"] = rng.choice([0, 3, 99, -1, "1", 1.5, None, True, HUGE_INT])
+        header["schema_version"] = rng.choice([0, 3, 99, -1, "1", "2", 1.5, 2.5, None, True,
+                                               HUGE_INT])
     elif kind == 2:  # wrong kind
         header["kind"] = rng.choice(["result", "worker_stats", "", None, 7, "FRAME"])
     elif kind == 3:  # a field missing
@@ -94,6 +116,20 @@ def malformed_message(rng: random.Random) -> list[bytes]:
         header["dtype"] = rng.choice(["uint8", "float32", "uint16"])
         if header["shape"][2] == 3:
             header["dtype"] = "float32"
+    elif kind == 16:  # a hostile shared-memory reference
+        payload = {**SLOT, **rng.choice(BAD_PAYLOADS)}
+        header["payload"] = {k: v.replace("{ring}", RING_NAME[0]) if isinstance(v, str) else v
+                             for k, v in payload.items()}
+        return [json.dumps(header).encode()]
+    elif kind == 17:  # a frame larger than the ring's slots, or shared memory and pixels too
+        header["payload"] = dict(SLOT)
+        if rng.random() < 0.5:
+            header["shape"] = [RING_SLOT_PX * 10, RING_SLOT_PX * 10, 3]
+            return [json.dumps(header).encode()]
+        return [json.dumps(header).encode(), pixels]
+    elif kind == 18:  # a payload that is no object, or inline without pixels
+        header["payload"] = rng.choice(["shm", 1, [SLOT], {"kind": "inline"}, {"kind": None}])
+        return [json.dumps(header).encode()]
     elif kind == 14:  # an integer too long for Python to parse (> 4300 digits)
         raw = json.dumps(header).replace(f'"frame_index": {header["frame_index"]}',
                                          '"frame_index": ' + "7" * 5000)
@@ -106,9 +142,16 @@ def malformed_message(rng: random.Random) -> list[bytes]:
     return [json.dumps(header).encode(), pixels]
 
 
+RING_NAME = [""]  # the fuzzed worker's ring, once made
+SLOT = {"kind": "shm", "ring": "", "slot": 0, "generation": 0, "format": "bgr24"}
+
+
 @pytest.fixture
 def pool(make_config):
     config = make_config(workers={"max_batch": 4, "max_wait_ms": 10})
+    rings = FrameRings.create(max_slots=RING_SLOTS)
+    ring = rings.new_ring(RING_SLOT_PX * RING_SLOT_PX * 3, RING_SLOTS)
+    RING_NAME[0] = SLOT["ring"] = ring.name
     context = zmq.Context()
     push = context.socket(zmq.PUSH)
     pull = context.socket(zmq.PULL)
@@ -116,7 +159,8 @@ def pool(make_config):
     pull.setsockopt(zmq.LINGER, 0)
     frames_port = push.bind_to_random_port("tcp://127.0.0.1")
     results_port = pull.bind_to_random_port("tcp://127.0.0.1")
-    endpoints = WorkerEndpoints(f"tcp://127.0.0.1:{frames_port}", f"tcp://127.0.0.1:{results_port}")
+    endpoints = WorkerEndpoints(f"tcp://127.0.0.1:{frames_port}", f"tcp://127.0.0.1:{results_port}",
+                                frame_rings=str(rings.folder))
     scorer = build_frame_scorer(config)
     worker = Worker(config.workers, scorer.card.threshold, endpoints, "fuzz", scorer, context)
     stop = threading.Event()
@@ -131,7 +175,7 @@ def pool(make_config):
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
-    yield push, pull, worker, thread, crashed
+    yield push, pull, worker, thread, crashed, ring
     stop.set()
     thread.join(10)
     worker._pull.close(0)
@@ -139,10 +183,11 @@ def pool(make_config):
     push.close(0)
     pull.close(0)
     context.term()
+    rings.close()
 
 
 def test_ten_thousand_bad_messages_are_counted_and_the_worker_still_scores(pool, caplog):
-    push, pull, worker, thread, crashed = pool
+    push, pull, worker, thread, crashed, ring = pool
     caplog.set_level(logging.ERROR, logger="detector.worker")  # 10,000 warnings are expected
     rng = random.Random(5)
     # given 10,000 messages that are each wrong in some way
@@ -171,3 +216,8 @@ def test_ten_thousand_bad_messages_are_counted_and_the_worker_still_scores(pool,
     assert result.error is None and result.faces == ()
     assert stats is not None and stats.worker_id == "fuzz"
     assert worker.frames_scored == 1
+    # and so is a frame waiting in its ring, after all those hostile references to it
+    ref, view = ring.write(ring.claim(), np.zeros((RING_SLOT_PX, RING_SLOT_PX, 3), np.uint8))
+    push.send_multipart(FrameMessage("good", 8, 0.5, time.time(), view, slot=ref).encode())
+    wait_until(lambda: worker.frames_scored == 2, 30, message="the ring's frame scored")
+    assert worker.malformed_messages == N_MESSAGES and worker.stale_frames == 0

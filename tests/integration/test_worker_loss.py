@@ -1,7 +1,7 @@
 """A replay stays lossless and exactly-once when a worker dies or hangs (issue 13, item 5):
 real worker processes, one SIGKILLed or SIGSTOPped mid-run; the frames it held are sent
 again to the healthy one and every sampled frame is scored exactly once, in the report's
-records and in Redis history."""
+records and in Redis history; the shared-memory slots they held are all released (issue 11)."""
 
 from __future__ import annotations
 
@@ -55,6 +55,13 @@ def test_a_lost_worker_costs_no_frame_and_scores_none_twice(
             history = redis_client.xrange(f"deepfake:history:{state.stream_id}")
             assert sorted(int(e[b"frame_index"]) for _, e in history) == sorted(expected)
         assert service.ledger.resent > 0  # the lost worker's frames were sent again
+        # and the frames went through shared memory, whose every slot is free again: each ring
+        # file is removed once its stream has ended and its last slot was released
+        assert service.rings is not None
+        wait_until(lambda: service.rings.rings() == [], 10, message="every ring removed")
+        claimed, released = service.rings.slot_counts()
+        assert claimed == released >= len(three_files) * len(expected)
+        assert list(service.rings.folder.iterdir()) == []
     finally:
         if fault == signal.SIGSTOP and victim is not None:
             os.kill(victim, signal.SIGCONT)

@@ -7,6 +7,7 @@ import zmq
 
 from detector.config import SourcesConfig
 from detector.wire import FrameMessage
+from producers.base import SourceFrame
 from producers.hub import ProducerHub
 from producers.live import make_live_reader
 from tests.conftest import wait_until
@@ -178,3 +179,82 @@ def test_only_sampled_frames_are_converted_to_bgr(pool_sockets, face_video):
         message = FrameMessage.decode(pull.recv_multipart())
         sent.append((message.frame_index, read_index(message.image_bgr)))
     assert sent == [(i, i) for i in range(0, 42, 4)]
+
+
+@pytest.fixture
+def small_rings():
+    from detector.frame_ring import DEFAULT_RING_PARENT, FrameRings, is_tmpfs
+
+    if not is_tmpfs(DEFAULT_RING_PARENT):
+        pytest.skip("/dev/shm is not a tmpfs here")
+    rings = FrameRings.create(max_slots=2)
+    yield rings
+    rings.close()
+
+
+def received(pull, rings) -> list[FrameMessage]:
+    from detector.frame_ring import RingReader
+
+    reader = RingReader(rings.folder)
+    messages = []
+    while pull.poll(100):
+        messages.append(FrameMessage.decode(pull.recv_multipart(), reader))
+    return messages
+
+
+@pytest.mark.timeout(30)
+def test_a_live_stream_whose_ring_is_full_drops_and_counts_the_frame(pool_sockets, small_rings):
+    push, pull, hubs = pool_sockets
+    # given a camera with a ring of 2 slots, a credit of 4 frames in flight and nothing scored
+    hub = ProducerHub(push, lambda *args: None, live_buffer_frames=2, scored_count=lambda s: 0,
+                      live_max_in_flight=4, lost_after_s=60.0, rings=small_rings,
+                      live_reader=make_live_reader(SourcesConfig(reconnect_min_s=0.01)))
+    hubs.append(hub)
+    handle = hub.add(ScriptedSource(["forever"]), stride=1)
+    wait_until(lambda: handle.counters.frames_read > 40, 10, message="frames read")
+    # then two frames went out through the ring and the others were dropped, each counted
+    sent = received(pull, small_rings)
+    assert len(sent) == 2 and all(m.slot is not None for m in sent)
+    assert handle.ring.slot_count == 2 and handle.ring.slots_in_use == 2
+    assert handle.counters.frames_dropped >= 30
+    assert handle.buffer.dropped == handle.counters.frames_dropped
+    # when the stream stops and its run ends, every slot is free and the ring file is gone
+    hub.remove("cam")
+    hub.ledger.close_stream("cam")
+    assert small_rings.rings() == []
+    claimed, released = small_rings.slot_counts()
+    assert claimed == released >= 2
+
+
+@pytest.mark.timeout(30)
+def test_a_file_whose_ring_is_full_waits_and_loses_nothing(pool_sockets, small_rings):
+    from producers.synthetic import make_frame, read_index
+
+    push, pull, hubs = pool_sockets
+    hub = ProducerHub(push, lambda *args: None, rings=small_rings,
+                      live_reader=make_live_reader(SourcesConfig(reconnect_min_s=0.01)))
+    hubs.append(hub)
+    source = ScriptedSource([12])
+    source.is_live = False
+    source.frames = lambda: (SourceFrame(i, None, 1.0, make_frame(i, 320, 32, None)) for i in range(12))
+    nonce = hub.ledger.open_stream("cam")
+    # given a 12-frame file with a ring of 2 slots and no result yet
+    handle = hub.add(source, stride=1, nonce=nonce)
+    first = []
+    wait_until(lambda: first.extend(received(pull, small_rings)) or len(first) >= 2, 10,
+               message="two frames sent")
+    # then the reader waits: no third frame, nothing dropped
+    assert not pull.poll(300) and handle.counters.frames_sent == 2
+    assert handle.buffer.dropped == 0 and handle.ring.slots_in_use == 2
+    # when each frame's result comes back, its slot carries the next frame, until the end
+    got = list(first)
+    for answered in range(12):
+        wait_until(lambda n=answered: got.extend(received(pull, small_rings)) or len(got) > n, 10,
+                   message=f"frame {answered} sent")
+        message = got[answered]
+        assert read_index(message.image_bgr) == message.frame_index  # its own pixels
+        assert hub.ledger.answer("cam", message.frame_index, nonce)
+    assert [m.frame_index for m in got] == list(range(12))
+    wait_until(lambda: handle.is_done, 10, message="the file read to its end")
+    wait_until(lambda: small_rings.rings() == [], 5, message="the ring removed")
+    assert small_rings.slot_counts() == (12, 12) and handle.buffer.dropped == 0

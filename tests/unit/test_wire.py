@@ -4,7 +4,16 @@ import numpy as np
 import pytest
 
 from detector.errors import WireFormatError
-from detector.wire import FaceResult, FrameMessage, ResultMessage, WorkerStats, decode_worker_output, peek_stream_id
+from detector.wire import (
+    SCHEMA_VERSION,
+    FaceResult,
+    FrameMessage,
+    ResultMessage,
+    SlotRef,
+    WorkerStats,
+    decode_worker_output,
+    peek_stream_id,
+)
 
 
 def make_frame(**overrides):
@@ -29,19 +38,21 @@ def test_frame_with_unknown_pts_round_trips_as_none():
 
 
 def header(**changes):
-    base = {"schema_version": 1, "kind": "frame", "stream_id": "cam", "frame_index": 0,
+    base = {"schema_version": SCHEMA_VERSION, "kind": "frame", "stream_id": "cam", "frame_index": 0,
             "pts_s": 0.0, "capture_time_s": 1.0, "shape": [4, 6, 3], "dtype": "uint8"}
     base.update(changes)
     return json.dumps({k: v for k, v in base.items() if v is not ...}).encode()
 
 
 PIXELS = bytes(4 * 6 * 3)
+SHM = {"kind": "shm", "ring": "ring-0123456789abcdef", "slot": 3, "generation": 17,
+       "format": "bgr24"}
 
 
 @pytest.mark.parametrize("parts,reason", [
-    ([], "2 frame parts"),
-    ([header()], "2 frame parts"),
-    ([header(), PIXELS, b"x"], "2 frame parts"),
+    ([], "1 or 2 frame parts"),
+    ([header()], "2 parts for inline"),
+    ([header(), PIXELS, b"x"], "1 or 2 frame parts"),
     ([b"\xff\xfe", PIXELS], "not UTF-8 JSON"),
     ([b"[1, 2]", PIXELS], "JSON object"),
     ([header(schema_version=3), PIXELS], "schema_version"),
@@ -68,6 +79,37 @@ PIXELS = bytes(4 * 6 * 3)
     ([header(stream_id=5), PIXELS], "stream_id"),
     ([header(capture_time_s=...), PIXELS], "capture_time_s"),
     ([b"{" * 70000, PIXELS], "exceeds"),
+    # the payload description: inline (the default) or a shared-memory slot
+    ([header(payload={"kind": "inline"})], "2 parts for inline"),
+    ([header(payload={"kind": "inline", "x": 1}), PIXELS], "payload kind"),
+    ([header(payload="shm"), PIXELS], "payload kind"),
+    ([header(payload={"kind": "file"}), PIXELS], "payload kind"),
+    ([header(payload=[1]), PIXELS], "payload kind"),
+] + [([header(payload={**SHM, **change})], reason) for change, reason in [
+    ({}, "reads no frame rings"),  # valid, but this decoder maps no rings (a remote worker)
+    ({"ring": "../../etc/passwd"}, "ring name"),
+    ({"ring": "/dev/shm/ring-0123456789abcdef"}, "ring name"),
+    ({"ring": "ring-0123456789abcdef/../x"}, "ring name"),
+    ({"ring": "ring-0123456789ABCDEF"}, "ring name"),
+    ({"ring": "ring-0123456789abcdef\n"}, "ring name"),
+    ({"ring": "ring-0123456789abcde"}, "ring name"),
+    ({"ring": "other-0123456789abcdef"}, "ring name"),
+    ({"ring": 7}, "ring"),
+    ({"slot": -1}, "slot in"),
+    ({"slot": 4096}, "slot in"),
+    ({"slot": 2**70}, "slot in"),
+    ({"slot": True}, "slot"),
+    ({"slot": "3"}, "slot"),
+    ({"slot": 1.0}, "slot"),
+    ({"generation": -1}, "generation"),
+    ({"generation": 2**63}, "generation"),
+    ({"generation": None}, "generation"),
+    ({"format": "yuv420p"}, "format"),
+    ({"format": None}, "format"),
+    ({"path": "/etc/passwd"}, "unknown payload keys"),
+]] + [
+    ([header(payload=SHM), PIXELS], "1 part for a shared-memory frame"),
+    ([header(payload={k: v for k, v in SHM.items() if k != "slot"})], "lacks 'slot'"),
 ])
 def test_bad_frame_messages_are_rejected(parts, reason):
     with pytest.raises(WireFormatError, match=reason):
@@ -101,7 +143,7 @@ def test_worker_stats_round_trip():
     "face",
 ])
 def test_bad_faces_in_results_are_rejected(face):
-    raw = {"schema_version": 1, "kind": "result", "stream_id": "c", "frame_index": 0,
+    raw = {"schema_version": SCHEMA_VERSION, "kind": "result", "stream_id": "c", "frame_index": 0,
            "capture_time_s": 1.0, "faces": [face], "worker_id": "w", "batch_size": 1,
            "timings_ms": {}}
     with pytest.raises((WireFormatError, ValueError)):
@@ -182,3 +224,36 @@ def test_a_bad_face_track_id_is_rejected(track_id):
                       "fake_probability": 0.5, "track_id": track_id}]}
     with pytest.raises(WireFormatError, match="track_id"):
         ResultMessage.decode([json.dumps(raw).encode()])
+
+
+class OneSlot:
+    """A slot reader with one slot: what a worker's RingReader does, without a ring file."""
+
+    def __init__(self, image):
+        self.image = image
+        self.asked = []
+
+    def view(self, ref, shape):
+        self.asked.append((ref, shape))
+        return self.image
+
+
+def test_a_shared_memory_frame_is_one_part_and_names_its_slot():
+    image = np.arange(4 * 6 * 3, dtype=np.uint8).reshape(4, 6, 3)
+    ref = SlotRef("ring-0123456789abcdef", 3, 17)
+    parts = make_frame(slot=ref).encode()
+    assert len(parts) == 1
+    assert json.loads(parts[0])["payload"] == SHM
+    reader = OneSlot(image)
+    decoded = FrameMessage.decode(parts, reader)
+    assert decoded.slot == ref and decoded.image_bgr is image
+    assert reader.asked == [(ref, (4, 6, 3))]
+
+
+def test_inline_frames_carry_no_payload_field():
+    assert "payload" not in json.loads(make_frame().encode()[0])
+
+
+def test_a_shared_memory_payload_in_a_version_1_frame_is_rejected():
+    with pytest.raises(WireFormatError, match="no payload in a schema_version 1"):
+        FrameMessage.decode([header(schema_version=1, payload=SHM)], OneSlot(None))
