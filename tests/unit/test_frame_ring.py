@@ -150,3 +150,21 @@ def test_a_worker_forgets_rings_that_were_removed(rings):
 def test_a_direct_ring_needs_a_slot():
     with pytest.raises(ValueError, match="slot_count >= 1"):
         FrameRing(DEFAULT_RING_PARENT, 0, 10)
+
+
+@pytest.mark.parametrize("pool,has_rings", [
+    ({}, True),  # auto = private ipc:// sockets
+    ({"frames_endpoint": "ipc:///tmp/pool-frames", "results_endpoint": "ipc:///tmp/pool-results"}, True),
+    ({"shared_memory": False}, False),
+    ({"frames_endpoint": "tcp://127.0.0.1:5555", "results_endpoint": "tcp://127.0.0.1:5556"}, False),
+])
+def test_shared_memory_only_where_no_remote_worker_can_join(pool, has_rings):
+    from app.service import Service
+    from detector.config import config_from_dict
+
+    rings = Service(config_from_dict({"pool": pool}))._make_rings()
+    try:
+        assert (rings is not None) == has_rings
+    finally:
+        if rings is not None:
+            rings.close()
