@@ -143,6 +143,20 @@ def test_auto_follows_the_cards_precision_and_explicit_kinds_need_their_file(int
         load_runtime(load_model_card(int8_models / "gone.toml"), "auto")
 
 
+def test_workers_runtime_litert_int8_scores_a_real_face_through_the_frame_scorer(int8_models,
+                                                                                  make_config):
+    from detector.worker import build_frame_scorer
+
+    config = make_config(model={"dir": str(int8_models)}, workers={"runtime": "litert-int8"})
+    scorer = build_frame_scorer(config)
+    assert scorer.runtime.name == LITERT_INT8
+    results, timings = scorer.score_frames([load_face_bgr()])
+    assert timings.n_faces == len(results[0]) >= 1
+    assert all(0.0 <= face.fake_probability <= 1.0 for face in results[0])
+    auto = build_frame_scorer(make_config(model={"dir": str(int8_models)}))
+    assert auto.runtime.name == LITERT  # the card's precision is float32
+
+
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "app.cli", *args], capture_output=True, text=True,
                           timeout=600, cwd=cwd)
