@@ -202,6 +202,15 @@ def evaluate_command(args: argparse.Namespace) -> int:
 
 
 # --- quantize ---------------------------------------------------------------------------------
+def _block_list(text: str) -> tuple[str, ...]:
+    """``"stem,block1a"`` → ``("stem", "block1a")``; each a bare Keras layer-name prefix."""
+    blocks = tuple(b.strip() for b in text.split(",") if b.strip())
+    for block in blocks:
+        if not block.replace("_", "").isalnum():
+            raise argparse.ArgumentTypeError(f"expected block names like stem,block1a, got {block!r}")
+    return blocks
+
+
 @_plain_errors
 def quantize_command(args: argparse.Namespace) -> int:
     """Export the int8 LiteRT file, measure its parity with float32, write both into the card."""
@@ -220,7 +229,7 @@ def quantize_command(args: argparse.Namespace) -> int:
         raise ValueError(f"--samples must be at least 2, got {args.samples}")
     run_quantize(config, models_dir, Path(args.cache_dir), dev_labels, args.holdout_labels,
                  samples=args.samples, seed=args.seed, threads=args.threads,
-                 max_frames=args.max_frames)
+                 max_frames=args.max_frames, float_blocks=tuple(args.float_blocks))
     return 0
 
 
@@ -381,4 +390,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-frames", type=int, default=32,
                    help="frames scored per video at most, as in evaluate (default 32)")
     p.add_argument("--threads", type=int, default=0, help="inference threads (0 = all)")
+    p.add_argument("--float-blocks", type=_block_list, default=(),
+                   help="comma-separated Keras block prefixes kept float32 (e.g. "
+                        "stem,block1a,block2a,block2b): a mixed file, not full-integer; the card "
+                        "lists them (default: none, full-integer)")
     p.set_defaults(func=quantize_command)

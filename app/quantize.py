@@ -63,7 +63,7 @@ def _score_set(name: str, labels: Path, scorers: dict[str, FrameScorer], max_fra
 def run_quantize(config: Config, models_dir: Path, cache_dir: Path,
                  dev_labels: Path | None, holdout_labels: Path | None, samples: int = 300,
                  seed: int = 0, threads: int = 0, max_frames: int = 32,
-                 stride: int | None = None) -> dict:
+                 stride: int | None = None, float_blocks: tuple[str, ...] = ()) -> dict:
     """Export ``<name>.int8.tflite`` beside the card, measure parity, update the card.
 
     Args:
@@ -73,13 +73,14 @@ def run_quantize(config: Config, models_dir: Path, cache_dir: Path,
         dev_labels: the dev ``labels.csv`` (item AUC of both), or ``None``.
         holdout_labels: the held-out pseudo-fake ``labels.csv``, or ``None``.
         samples: representative crops (half real, half their pseudo-fakes).
+        float_blocks: Keras block prefixes kept float32 (a mixed export; empty = full-integer).
     Returns:
         what was written: ``{"card": path, "tflite_int8": path, "precision": ..., "parity": {...}}``.
     Raises:
         ModelError: the card or weights are missing or do not load.
         FileNotFoundError / ValueError: the cache or a labels file is missing or empty.
     """
-    from detector.runtime import build_model, export_tflite_int8, native_stderr_silenced
+    from detector.runtime import build_model, export_tflite_int8, float_ops, native_stderr_silenced
     from detector.training.quantize import representative_crops
 
     card_path = card_path_for(models_dir, config.model.name)
@@ -102,7 +103,7 @@ def run_quantize(config: Config, models_dir: Path, cache_dir: Path,
     model = build_model(card)
     try:
         with native_stderr_silenced(not log.isEnabledFor(logging.DEBUG)):  # converter chatter
-            export_tflite_int8(model, candidate, card.normalise(crops))
+            export_tflite_int8(model, candidate, card.normalise(crops), float_blocks)
         _say(f"  {candidate.stat().st_size / 2**20:.1f} MB in {time.perf_counter() - started:.0f} s")
         summary = _measure(config, card, candidate, dev_labels, holdout_labels, threads,
                            max_frames, stride or config.sampling.stride)
@@ -112,7 +113,8 @@ def run_quantize(config: Config, models_dir: Path, cache_dir: Path,
     finally:
         candidate.unlink(missing_ok=True)
     parity = {"float_runtime": summary["float_runtime"], "weights_sha256": digest,
-              "representative_crops": int(len(crops)), **summary["parity"]}
+              "representative_crops": int(len(crops)), "float_blocks": list(float_blocks),
+              "float_ops": len(float_ops(int8_path)), **summary["parity"]}
     raw = tomllib.loads(card_path.read_text(encoding="utf-8"))
     raw.update({"tflite_int8": int8_name, "precision": summary["precision"],
                 "int8_parity": parity})

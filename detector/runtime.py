@@ -1,12 +1,13 @@
 """Model runtimes behind one Protocol: Keras on TensorFlow (compiled), and LiteRT/TFLite
-(the float32 export, or the full-integer int8 export with its logit output)."""
+(the float32 export, or the int8 export with its logit output: full-integer, or with a few
+blocks kept float)."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -246,7 +247,8 @@ def logit_model(model):
     return keras.Model(model.inputs, outputs, name=f"{model.name}_logit")
 
 
-def export_tflite_int8(model, path: Path, representative: Iterable[np.ndarray]) -> Path:
+def export_tflite_int8(model, path: Path, representative: Iterable[np.ndarray],
+                       float_blocks: Sequence[str] = ()) -> Path:
     """Convert a Keras classifier to a full-integer int8 ``.tflite`` (dynamic batch size).
 
     Every operator is int8 (``TFLITE_BUILTINS_INT8``); the input is int8 (the runtime quantizes
@@ -254,15 +256,24 @@ def export_tflite_int8(model, path: Path, representative: Iterable[np.ndarray]) 
     an integer zero point, so uint8 crops cannot go in directly) and the output is the int8
     *logit* (see :class:`LiteRTRuntime`). Activation ranges come from ``representative``.
 
+    With ``float_blocks`` the file is *mixed*, not full-integer: every operator of those Keras
+    blocks (matched by layer-name prefix, e.g. ``"stem"``, ``"block1a"``) stays float32 (the
+    converter's selective quantization, ``QuantizationDebugOptions.denylisted_nodes``, with
+    dequantize/quantize operators at their edges), everything else is int8, and the input and
+    the output logit stay int8 as in the full-integer file, so the runtime is the same.
+    :func:`float_ops` lists what stayed float.
+
     Args:
         model: the float classifier.
         path: the ``.tflite`` to write (replaced atomically).
         representative: normalised float32 crops ``(s, s, 3)`` or ``(1, s, s, 3)``, as the
             runtime's input; a few hundred real faces, cut the serving way.
+        float_blocks: block name prefixes kept float32; empty = full integer.
     Returns:
         ``path``.
     Raises:
-        ModelError: ``representative`` is empty, or the file comes out larger than 25 MB.
+        ModelError: ``representative`` is empty, a float block matches no operator, or the file
+            comes out larger than 25 MB.
     """
     import tempfile
 
@@ -280,7 +291,8 @@ def export_tflite_int8(model, path: Path, representative: Iterable[np.ndarray]) 
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
-        data = converter.convert()
+        data = (_convert_mixed(converter, float_blocks, model.name) if float_blocks
+                else converter.convert())
     if len(data) >= INT8_MAX_BYTES:
         raise ModelError(f"int8 export of {model.name} is {len(data) / 2**20:.1f} MB, expected "
                          f"under {INT8_MAX_BYTES / 2**20:.0f} MB")
@@ -288,3 +300,56 @@ def export_tflite_int8(model, path: Path, representative: Iterable[np.ndarray]) 
     partial.write_bytes(data)
     partial.replace(path)
     return path
+
+
+def _node_block(tensor_name: str) -> str:
+    """The Keras layer of a converted operator's output tensor:
+    ``"model/block2a_expand_conv_1/convolution;..."`` → ``"block2a_expand_conv_1"``."""
+    first = tensor_name.split(";")[0].split("/")
+    return first[1] if len(first) > 1 else first[0]
+
+
+def _convert_mixed(converter, float_blocks: Sequence[str], model_name: str) -> bytes:
+    """Calibrate once, then quantize every operator but those of ``float_blocks``."""
+    import tensorflow as tf
+
+    # The debugger is TensorFlow's public route to selective quantization: it calibrates with
+    # the converter's representative set and re-quantizes with a denylist. Its debug dataset
+    # is only used by run(), which is not called here.
+    debugger = tf.lite.experimental.QuantizationDebugger(
+        converter=converter, debug_dataset=lambda: iter(()))
+    names = {d["name"] for d in _interpreter(model_content=debugger.calibrated_model)
+             .get_tensor_details()}
+    prefixes = tuple(f"{b}_" for b in float_blocks)
+    nodes = sorted(n for n in names if _node_block(n).startswith(prefixes))
+    missing = [b for b in float_blocks if not any(_node_block(n).startswith(f"{b}_") for n in nodes)]
+    if missing:
+        raise ModelError(f"int8 export of {model_name}: float block(s) {missing} match no "
+                         "operator of the converted model")
+    debugger.options = tf.lite.experimental.QuantizationDebugOptions(
+        denylisted_nodes=nodes, fully_quantize=True)
+    return debugger.get_nondebug_quantized_model()
+
+
+def float_ops(path: Path) -> list[tuple[str, str]]:
+    """The operators of a ``.tflite`` file that compute in float32 (quantize/dequantize
+    boundaries excluded), as ``(op name, Keras layer)`` in graph order."""
+    interpreter = _interpreter(model_path=str(path))
+    tensors = {d["index"]: d for d in interpreter.get_tensor_details()}
+    found = []
+    for op in interpreter._get_ops_details():  # no public per-op listing
+        if op["op_name"] in ("QUANTIZE", "DEQUANTIZE"):
+            continue
+        outputs = [tensors[i] for i in op["outputs"] if i in tensors]
+        if any(t["dtype"] == np.float32 for t in outputs):
+            found.append((op["op_name"], _node_block(outputs[0]["name"])))
+    return found
+
+
+def _interpreter(**source):
+    """A LiteRT interpreter (TensorFlow's own where ``ai-edge-litert`` is missing)."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        from tensorflow.lite import Interpreter  # type: ignore[no-redef]
+    return Interpreter(**source)

@@ -15,7 +15,7 @@ import pytest
 from detector.errors import ModelError
 from detector.face_detect import make_face_detector
 from detector.model_card import load_model_card
-from detector.runtime import LiteRTRuntime, build_model, export_tflite, export_tflite_int8, load_runtime
+from detector.runtime import LiteRTRuntime, build_model, export_tflite, export_tflite_int8, float_ops, load_runtime
 from detector.runtime_kinds import LITERT, LITERT_INT8
 from detector.training.prepare import TRAIN_CONTEXT_SETTINGS, CachedFaces, cache_file, context_crop, save_cached
 from detector.training.quantize import representative_crops, serving_crops
@@ -114,6 +114,41 @@ def test_the_int8_export_is_integer_inside_and_small(int8_models):
     assert np.int8 in dtypes
 
 
+def _op_layers(path: Path) -> list[tuple[str, str]]:
+    """Every operator of a ``.tflite`` as ``(op name, Keras layer of its output)``."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path))
+    names = {d["index"]: d["name"] for d in interpreter.get_tensor_details()}
+    out = []
+    for op in interpreter._get_ops_details():
+        first = names[op["outputs"][0]].split(";")[0].split("/")
+        out.append((op["op_name"], first[1] if len(first) > 1 else first[0]))
+    return out
+
+
+def test_a_mixed_export_keeps_exactly_the_listed_blocks_float(int8_models, portrait_cache, tmp_path):
+    import dataclasses
+
+    card = load_model_card(int8_models / "tiny_b0.toml")
+    model = build_model(card)
+    crops = card.normalise(representative_crops(portrait_cache, card, count=12))
+    mixed = export_tflite_int8(model, tmp_path / "mixed.tflite", crops, ("stem", "block1a"))
+    full = int8_models / "tiny_b0.int8.tflite"
+    listed = sorted((op, layer) for op, layer in _op_layers(full)
+                    if layer.startswith(("stem_", "block1a_")) and op not in ("QUANTIZE", "DEQUANTIZE"))
+    assert listed and {layer.split("_")[0] for _, layer in listed} == {"stem", "block1a"}
+    assert sorted(float_ops(mixed)) == listed  # those operators, and no other, compute in float
+    assert float_ops(full) == []
+    runtime = LiteRTRuntime(dataclasses.replace(card, tflite_int8_path=mixed), precision="int8")
+    assert runtime.input_dtype == np.int8  # same interface as the full-integer file
+    batch = card.normalise(_portrait_crops(card))
+    np.testing.assert_allclose(runtime.predict(batch), LiteRTRuntime(card).predict(batch), atol=0.05)
+    with pytest.raises(ModelError, match="block9z"):
+        export_tflite_int8(model, tmp_path / "bad.tflite", crops, ("stem", "block9z"))
+    assert not (tmp_path / "bad.tflite").exists()
+
+
 def test_int8_probabilities_are_close_to_float32_on_real_crops(int8_models):
     card = load_model_card(int8_models / "tiny_b0.toml")
     float_rt, int8_rt = LiteRTRuntime(card), LiteRTRuntime(card, precision="int8")
@@ -171,6 +206,12 @@ def test_quantize_without_a_cache_says_so_in_one_sentence(int8_models, tmp_path)
     assert "Traceback" not in result.stderr
 
 
+def test_quantize_refuses_a_float_block_that_is_not_a_name(tmp_path):
+    result = _cli("quantize", "--float-blocks", "stem,block1a;rm", cwd=tmp_path)
+    assert result.returncode == 2 and "expected block names like stem,block1a" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_quantize_exports_measures_and_writes_the_card(int8_models, portrait_cache, tmp_path):
     import shutil
 
@@ -209,6 +250,7 @@ def test_quantize_exports_measures_and_writes_the_card(int8_models, portrait_cac
     assert card.tflite_int8_path == (models / "tiny_b0.int8.tflite").resolve()
     assert card.tflite_int8_path.stat().st_size < 25 * 2**20
     assert parity["weights_sha256"] == weights_digest(card.weights_path)
+    assert parity["float_blocks"] == [] and parity["float_ops"] == 0  # full-integer by default
     assert parity["dev_items"] == parity["holdout_items"] == len(rows)
     assert parity["frames"] == 2 * len(rows)
     assert 0 <= parity["frame_abs_diff_median"] <= parity["frame_abs_diff_p99"] \
