@@ -251,6 +251,8 @@ def build_config(args, tmp_path: Path) -> Config:
         print(f"model: random-weight B0 at {size} px (timing only)", flush=True)
         raw["model"] = {"name": make_random_model(tmp_path, size, with_tflite=True),
                         "dir": str(tmp_path)}
+    if args.runtime is not None:
+        raw["workers"]["runtime"] = args.runtime
     if args.workers is not None:
         raw["workers"]["count"] = args.workers
     if args.max_batch is not None:
@@ -275,6 +277,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--detector", choices=("yunet", "haar"), default="yunet")
     parser.add_argument("--random-model", type=int, metavar="SIZE", default=None,
                         help="a random-weight B0 at this input size instead of the configured model")
+    parser.add_argument("--runtime", default=None,
+                        help="workers.runtime for this run (e.g. litert-int8); default the config's")
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--max-batch", type=int, default=None)
     parser.add_argument("--frames-hwm", type=int, default=None,
@@ -341,6 +345,10 @@ def main(argv: list[str] | None = None) -> int:
         "label": args.label,
         "clip": {"width": args.width, "height": args.height, "fps": args.fps},
         "stride": args.stride, "detector": config.faces.detector, "model": config.model.name,
+        # (getattr: the same script also measures commits from before tracking and shared memory)
+        "runtime": config.workers.runtime,
+        "tracking_full_every": getattr(getattr(config, "tracking", None), "full_every", None),
+        "shared_memory": getattr(config.pool, "shared_memory", False),
         "workers": config.workers.resolved_count(), "max_batch": config.workers.max_batch,
         "frames_hwm": config.pool.frames_hwm,
         "limits": {"p95_ms": args.max_p95_ms, "drop_fraction": args.max_drop},
