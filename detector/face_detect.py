@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -109,21 +110,44 @@ class YuNetFaceDetector:
                 f"YuNet model {model_path} not found: run `deepfake-detector fetch-yunet` "
                 f"or download {YUNET_URL} to that path, or set faces.detector = \"haar\""
             )
-        self._detector = cv2.FaceDetectorYN.create(
-            str(model_path), "", (320, 320), score_threshold, 0.3, 50
-        )
-        self._input_size: tuple[int, int] | None = None
+        self._model_path = str(model_path)
+        self._score_threshold = score_threshold
+        # One network per input size: OpenCV re-plans a network whenever its input size changes
+        # (≈ 15 ms here, more than a detection), and a worker alternates between full frames and
+        # regions of every size. Region sizes are padded up to a multiple of SIZE_STEP_PX so few
+        # sizes occur; the least recently used network goes beyond MAX_NETWORKS.
+        self._networks: collections.OrderedDict[tuple[int, int], cv2.FaceDetectorYN] = \
+            collections.OrderedDict()
+        self._network((320, 320))  # fails here, not on the first frame, if the file is unreadable
         self._detect_width_px = detect_width_px
         self._min_face_px = min_face_px
         self._max_faces = max_faces
 
+    MAX_NETWORKS = 8
+    SIZE_STEP_PX = 32
+
+    def _network(self, size: tuple[int, int]) -> cv2.FaceDetectorYN:
+        network = self._networks.get(size)
+        if network is None:
+            network = cv2.FaceDetectorYN.create(self._model_path, "", size,
+                                                self._score_threshold, 0.3, 50)
+            self._networks[size] = network
+            while len(self._networks) > self.MAX_NETWORKS:
+                self._networks.popitem(last=False)
+        else:
+            self._networks.move_to_end(size)
+        return network
+
     def detect(self, frame_bgr: np.ndarray, detect_width_px: int | None = None) -> list[FaceBox]:
         small, factor = scale_to_width(frame_bgr, detect_width_px or self._detect_width_px)
         height, width = small.shape[:2]
-        if self._input_size != (width, height):
-            self._detector.setInputSize((width, height))
-            self._input_size = (width, height)
-        _, rows = self._detector.detect(small)
+        if detect_width_px is not None:  # a region: pad right and bottom up to the size grid
+            step = self.SIZE_STEP_PX
+            padded_w, padded_h = -(-width // step) * step, -(-height // step) * step
+            if (padded_w, padded_h) != (width, height):
+                small = cv2.copyMakeBorder(small, 0, padded_h - height, 0, padded_w - width,
+                                           cv2.BORDER_CONSTANT, value=(0, 0, 0))
+        _, rows = self._network((small.shape[1], small.shape[0])).detect(small)
         faces = []
         for row in [] if rows is None else rows:
             x, y, w, h = (float(v) for v in row[:4])

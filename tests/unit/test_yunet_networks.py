@@ -1,0 +1,40 @@
+"""YuNet keeps one network per input size, so region searches of many sizes between full
+detections do not re-plan one network each call, and a padded region finds the same face."""
+
+from __future__ import annotations
+
+import pytest
+
+from producers.synthetic import load_face_bgr, make_frame
+from tests.conftest import YUNET_SHARED
+
+
+@pytest.fixture()
+def yunet():
+    from detector.face_detect import YuNetFaceDetector
+
+    if not YUNET_SHARED.is_file():
+        pytest.skip(f"{YUNET_SHARED} not present")
+    return YuNetFaceDetector(YUNET_SHARED)
+
+
+def test_region_searches_reuse_a_bounded_set_of_networks_and_find_the_face(yunet):
+    from detector.boxes import box_iou
+    from detector.face_detect import detect_near
+
+    frames = [make_frame(i, 1280, 720, load_face_bgr(), 432) for i in range(0, 120, 4)]
+    full = [yunet.detect(frame) for frame in frames]
+    assert all(len(faces) == 1 for faces in full)
+    for frame, faces in zip(frames, full):
+        # regions from 1.5x to 4x the box give many region sizes; sizes snap to a 32-px grid
+        for scale in (1.5, 2.0, 2.5, 3.0, 3.5, 4.0):
+            near = detect_near(yunet, frame, 7, faces[0].box_xyxy, scale, 96, 640)
+            assert near is not None and near.track_id == 7
+            assert box_iou(near.box_xyxy, faces[0].box_xyxy) >= 0.8
+        yunet.detect(frame)  # and a full detection in between, as a worker does
+    sizes = list(yunet._networks)
+    assert len(sizes) <= yunet.MAX_NETWORKS
+    assert (640, 360) in sizes  # the full-frame network survived the regions (recently used)
+    regions = [size for size in sizes if size != (640, 360) and size != (320, 320)]
+    assert regions and all(w % yunet.SIZE_STEP_PX == 0 and h % yunet.SIZE_STEP_PX == 0
+                           for w, h in regions)
