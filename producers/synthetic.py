@@ -6,6 +6,7 @@ can check which frame arrived where; optionally a real (public-domain) face move
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -124,14 +125,8 @@ def write_faces_video(path: Path | str, n_frames: int, paths: tuple[FacePath, ..
         stream.pix_fmt = "yuv420p"
         stream.time_base = Fraction(1, fps)
         stream.options = {"preset": "ultrafast", "crf": "18"}
-        for index in range(n_frames):
-            image = make_faces_frame(index, width, height, face, paths)
-            frame = av.VideoFrame.from_ndarray(image, format="bgr24")
-            frame.pts = index
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+        _encode_frames(container, stream, n_frames,
+                       lambda index: make_faces_frame(index, width, height, face, paths))
     return path
 
 
@@ -160,7 +155,8 @@ def write_video(path: Path | str, n_frames: int, width: int = 640, height: int =
         stream.time_base = Fraction(1, fps)
         if codec == "libx264":
             stream.options = {"preset": "ultrafast", "crf": "18"}
-        _encode_frames(container, stream, n_frames, face, face_px)
+        _encode_frames(container, stream, n_frames,
+                       lambda index: make_frame(index, width, height, face, face_px))
     return path
 
 
@@ -184,14 +180,15 @@ def write_h264_clip(path: Path | str, n_frames: int, width: int = 1280, height: 
         stream.thread_type = "FRAME"  # PyAV's default (slice threads) splits pictures into slices
         stream.options = {"preset": "ultrafast", "crf": "23", "bf": "0",
                           "g": str(keyframe_interval), "x264-params": "slices=1"}
-        _encode_frames(container, stream, n_frames, face, int(height * 0.6))
+        _encode_frames(container, stream, n_frames,
+                       lambda index: make_frame(index, width, height, face, int(height * 0.6)))
     return path
 
 
-def _encode_frames(container, stream, n_frames: int, face: np.ndarray | None, face_px: int) -> None:
-    """Encode ``n_frames`` index-stamped frames of the stream's size, then flush the encoder."""
+def _encode_frames(container, stream, n_frames: int, image_at: Callable[[int], np.ndarray]) -> None:
+    """Encode the BGR images ``image_at(0 … n_frames - 1)`` as frames 0, 1, …, then flush."""
     for index in range(n_frames):
-        image = make_frame(index, stream.width, stream.height, face, face_px)
+        image = image_at(index)
         frame = av.VideoFrame.from_ndarray(image, format="bgr24")
         frame.pts = index
         for packet in stream.encode(frame):
