@@ -29,6 +29,27 @@ def test_card_loads_and_normalises(tmp_path: Path):
     np.testing.assert_allclose(out[0, 0, 0], [-1.0, 1.0, 127 / 255 * 2 - 1], atol=1e-6)
 
 
+
+def test_normalise_by_table_is_bit_identical_to_the_float_formula(tmp_path: Path):
+    (tmp_path / "m.toml").write_text(CARD.replace("mean_rgb = [0.5, 0.5, 0.5]",
+                                                  "mean_rgb = [0.485, 0.456, 0.406]")
+                                     .replace("std_rgb = [0.5, 0.5, 0.5]",
+                                              "std_rgb = [0.229, 0.224, 0.225]"))
+    card = load_model_card(tmp_path / "m.toml")
+    every_byte = np.stack([np.arange(256, dtype=np.uint8)] * 3, axis=-1)  # (256, 3)
+    random = np.random.default_rng(3).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    all_levels = every_byte.reshape(1, 16, 16, 3).repeat(2, axis=1).repeat(2, axis=2)
+    crops = np.concatenate([random, all_levels])
+    mean = np.asarray(card.mean_rgb, np.float32)
+    std = np.asarray(card.std_rgb, np.float32)
+    expected = (crops.astype(np.float32) / 255.0 - mean) / std
+    out = card.normalise(crops)
+    assert out.dtype == np.float32 and out.shape == crops.shape
+    assert np.array_equal(out, expected)
+    strided = crops[:, ::2, ::2]  # not contiguous
+    assert np.array_equal(card.normalise(strided), expected[:, ::2, ::2])
+    assert card.normalise(crops[:0]).shape == (0, 32, 32, 3)
+
 @pytest.mark.parametrize("change,message", [
     (("threshold = 0.4", "threshold = 1.4"), "threshold"),
     (("threshold = 0.4", "threshold = 1.0"), r"threshold must be in \(0, 1\)"),
