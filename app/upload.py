@@ -20,6 +20,7 @@ from detector.frame_scorer import FrameScorer
 from detector.sampling import sampled_indices
 from detector.scoring import aggregate_video, decision_threshold, frame_score, verdict
 from detector.upload_result import FaceCrop, UploadResult
+from detector.video import picture_to_bgr
 
 log = logging.getLogger(__name__)
 
@@ -204,7 +205,7 @@ def decode_sampled(path: Path, filename: str, stride: int, max_frames: int, max_
                 if index in wanted:
                     if frame.width * frame.height > max_pixels:
                         _check_pixels(filename, (frame.width, frame.height), max_pixels)
-                    frames.append((index, frame.to_ndarray(format="bgr24")))
+                    frames.append((index, picture_to_bgr(frame)))
                 if index >= last_wanted:
                     break
         except av.error.FFmpegError:

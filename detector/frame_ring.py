@@ -149,17 +149,31 @@ class FrameRing:
         Raises:
             ValueError: the slot is not claimed, or the image is not uint8 BGR or too large.
         """
-        if image_bgr.dtype != np.uint8 or image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
+        if image_bgr.dtype != np.uint8:
             raise ValueError(f"expected a (height, width, 3) uint8 image, got {image_bgr.shape}")
-        if image_bgr.nbytes > self.slot_bytes:
-            raise ValueError(f"expected at most {self.slot_bytes} bytes, got {image_bgr.nbytes}")
+        ref, view = self.view(slot, image_bgr.shape)
+        np.copyto(view, image_bgr)
+        return ref, view
+
+    def view(self, slot: int, shape: tuple[int, ...]) -> tuple[SlotRef, np.ndarray]:
+        """A claimed ``slot``'s pixels as a ``shape`` = ``(height, width, 3)`` uint8 array to
+        write a frame into (a source converts straight into it), and its reference.
+
+        Raises:
+            ValueError: the slot is not claimed, or the shape is not BGR or too large.
+        """
+        shape = tuple(int(v) for v in shape)
+        if len(shape) != 3 or shape[2] != 3 or min(shape) < 1:
+            raise ValueError(f"expected a (height, width, 3) uint8 image, got {shape}")
+        nbytes = shape[0] * shape[1] * 3
+        if nbytes > self.slot_bytes:
+            raise ValueError(f"expected at most {self.slot_bytes} bytes, got {nbytes}")
         with self._cond:
             if slot not in self._in_use:
                 raise ValueError(f"expected a claimed slot, got {slot}")
             generation = int(self._generations[slot])
-        view = np.ndarray(image_bgr.shape, np.uint8, buffer=self._map,
+        view = np.ndarray(shape, np.uint8, buffer=self._map,
                           offset=self._data_offset + slot * self.slot_bytes)
-        np.copyto(view, image_bgr)
         return SlotRef(self.name, slot, generation), view
 
     def release(self, ref: SlotRef) -> bool:

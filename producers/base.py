@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Protocol
 
 import numpy as np
 
+from detector.video import picture_to_bgr
+
 
 class DecodedPicture(Protocol):
     """A decoded picture that converts itself on request (``av.VideoFrame``)."""
+
+    width: int
+    height: int
 
     def to_ndarray(self, format: str) -> np.ndarray: ...
 
@@ -41,17 +45,41 @@ class SourceFrame:
         if isinstance(self.pixels, np.ndarray):
             _check_bgr(self.pixels)
 
-    @cached_property
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """``(height, width, 3)``, known without converting."""
+        if isinstance(self.pixels, np.ndarray):
+            return self.pixels.shape
+        return (self.pixels.height, self.pixels.width, 3)
+
+    @property
     def image_bgr(self) -> np.ndarray:
         """``(height, width, 3)`` uint8 BGR pixels (converted once, on first access)."""
         if isinstance(self.pixels, np.ndarray):
             return self.pixels
-        return _check_bgr(self.pixels.to_ndarray(format="bgr24"))
+        # Not functools.cached_property: on Python 3.11 it takes one lock shared by every
+        # instance, which made the reader threads of all streams convert one at a time. Two
+        # threads reading one frame at once would both convert it, harmlessly.
+        image = self.__dict__.get("_image_bgr")
+        if image is None:
+            image = _check_bgr(picture_to_bgr(self.pixels))
+            self.__dict__["_image_bgr"] = image
+        return image
+
+    def bgr_into(self, out: np.ndarray) -> np.ndarray:
+        """Write the BGR pixels into ``out`` (``shape``, uint8): converted straight into it when
+        not converted yet (a frame-ring slot, without an intermediate copy)."""
+        if out.shape != self.shape or out.dtype != np.uint8:
+            raise ValueError(f"expected a {self.shape} uint8 array, got {out.shape} {out.dtype}")
+        if isinstance(self.pixels, np.ndarray) or self.is_converted:
+            np.copyto(out, self.image_bgr)
+            return out
+        return picture_to_bgr(self.pixels, out)
 
     @property
     def is_converted(self) -> bool:
         """Whether the BGR pixels exist yet (they do once :attr:`image_bgr` was read)."""
-        return isinstance(self.pixels, np.ndarray) or "image_bgr" in self.__dict__
+        return isinstance(self.pixels, np.ndarray) or "_image_bgr" in self.__dict__
 
 
 def _check_bgr(image: np.ndarray) -> np.ndarray:

@@ -247,9 +247,8 @@ class ProducerHub:
         if not is_sampled(frame.frame_index, handle.stride):
             return
         counters.frames_sampled += 1
-        image = frame.image_bgr
         slot = None
-        ring = self._ring_for(handle, image)
+        ring = self._ring_for(handle, frame.shape)
         if ring is not None:
             index = self._claim(handle, ring)
             if index is None:  # a live stream whose ring is full, or a file being stopped
@@ -257,7 +256,10 @@ class ProducerHub:
                     handle.buffer.count_drop()
                 counters.frames_dropped = handle.buffer.dropped
                 return
-            slot, image = ring.write(index, image)
+            slot, image = ring.view(index, frame.shape)
+            frame.bgr_into(image)  # converted straight into the slot
+        else:
+            image = frame.image_bgr
         now = time.monotonic()
         want_thumbnail = now - handle.last_thumbnail_s >= self._thumbnail_interval_s
         if want_thumbnail:
@@ -282,12 +284,14 @@ class ProducerHub:
         counters.frames_dropped = handle.buffer.dropped
         self._wakeup.set()
 
-    def _ring_for(self, handle: StreamHandle, image) -> FrameRing | None:
-        """The stream's ring, made (or made again, larger) for this frame; None: go inline."""
+    def _ring_for(self, handle: StreamHandle, shape: tuple[int, int, int]) -> FrameRing | None:
+        """The stream's ring, made (or made again, larger) for a frame of ``shape``; None: go
+        inline."""
         if self._rings is None or handle.has_ring_failed:
             return None
+        nbytes = shape[0] * shape[1] * shape[2]
         ring = handle.ring
-        if ring is not None and image.nbytes <= ring.slot_bytes:
+        if ring is not None and nbytes <= ring.slot_bytes:
             return ring
         if ring is not None:
             ring.retire()  # the frames grew (a camera reconnected at a higher resolution)
@@ -297,11 +301,11 @@ class ProducerHub:
                      else self._file_max_in_flight)
         slot_count = handle.buffer.capacity + in_flight
         try:
-            handle.ring = self._rings.new_ring(image.nbytes, slot_count)
+            handle.ring = self._rings.new_ring(nbytes, slot_count)
         except OSError as exc:
             log.warning("stream %s: its frames go to the workers inline: no frame ring of %d "
                         "slots of %d bytes fits in %s (%s)", handle.source.stream_id,
-                        min(slot_count, self._rings.max_slots), image.nbytes, self._rings.folder,
+                        min(slot_count, self._rings.max_slots), nbytes, self._rings.folder,
                         exc.strerror or exc)
             handle.ring, handle.has_ring_failed = None, True
         return handle.ring

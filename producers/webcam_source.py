@@ -106,6 +106,7 @@ class _CameraPicture:
 
     def __init__(self, image: np.ndarray):
         self._image = image
+        self.height, self.width = image.shape[:2]
 
     def to_ndarray(self, format: str) -> np.ndarray:
         if format != "bgr24":

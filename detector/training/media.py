@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 
 from detector.errors import SourceError
-from detector.video import open_video
+from detector.video import open_video, picture_to_bgr
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 VIDEO_SUFFIXES = (".mp4", ".webm", ".avi", ".mov")
@@ -69,7 +69,7 @@ def read_video_frames(path: Path, indices: list[int]) -> list[tuple[int, np.ndar
         with container:
             for index, frame in enumerate(container.decode(stream)):
                 if index in wanted:
-                    frames.append((index, frame.to_ndarray(format="bgr24")))
+                    frames.append((index, picture_to_bgr(frame)))
                 if index >= last:
                     break
     except av.error.FFmpegError as exc:

@@ -58,3 +58,87 @@ def test_reason_hook_sees_the_exception(tmp_path):
     # given a reason function (the RTSP source strips credentials here)
     with pytest.raises(SourceError, match=r"^cam: cannot connect \(masked\)$"):
         open_video(tmp_path / "missing", "cam", failure="cannot connect", reason=lambda exc: "masked")
+
+
+# --- picture_to_bgr ---------------------------------------------------------------------------
+def _decoded_face_frame(tmp_path, width=320, height=240):
+    from producers.synthetic import write_h264_clip
+
+    path = write_h264_clip(tmp_path / "clip.h264", 3, width, height)
+    with av.open(str(path)) as container:
+        return next(iter(container.decode(video=0)))
+
+
+def test_an_untagged_yuv420p_picture_is_converted_by_opencv_straight_into_the_slot(tmp_path):
+    from detector.video import picture_to_bgr
+
+    # given a decoded H.264 picture with no colour tags (BT.601 limited range)
+    frame = _decoded_face_frame(tmp_path)
+    assert frame.format.name == "yuv420p" and frame.colorspace == 2
+    reference = frame.to_ndarray(format="bgr24")  # FFmpeg's swscale
+    # when it is converted into a slot-like buffer
+    out = np.zeros((240, 320, 3), np.uint8)
+    image = picture_to_bgr(frame, out)
+    # then the pixels are written into that buffer itself, within swscale's rounding
+    assert np.shares_memory(image, out) and image.shape == (240, 320, 3)
+    difference = np.abs(out.astype(int) - reference)
+    assert difference.max() <= 6 and difference.mean() < 2.0
+    # and without a buffer it gives the same pixels
+    assert np.array_equal(picture_to_bgr(frame), out)
+
+
+@pytest.mark.parametrize("tags", [{"colorspace": 1}, {"color_range": 2}])
+def test_a_bt709_or_full_range_picture_goes_through_swscale(tmp_path, tags):
+    from detector.video import picture_to_bgr
+
+    # given a picture tagged BT.709 or full range (OpenCV's I420 conversion is BT.601 limited)
+    frame = _decoded_face_frame(tmp_path)
+    for name, value in tags.items():
+        setattr(frame, name, value)
+    # then it is converted exactly as FFmpeg converts it, with or without a buffer
+    reference = frame.to_ndarray(format="bgr24")
+    out = np.zeros_like(reference)
+    assert np.array_equal(picture_to_bgr(frame, out), reference)
+    assert np.array_equal(out, reference)
+    assert np.array_equal(picture_to_bgr(frame), reference)
+
+
+def test_a_picture_without_a_pixel_format_is_asked_for_bgr():
+    from detector.video import picture_to_bgr
+
+    class Picture:
+        width, height = 4, 2
+
+        def to_ndarray(self, format):
+            assert format == "bgr24"
+            return np.full((2, 4, 3), 7, np.uint8)
+
+    assert (picture_to_bgr(Picture()) == 7).all()
+    out = np.zeros((2, 4, 3), np.uint8)
+    picture_to_bgr(Picture(), out)
+    assert (out == 7).all()
+
+
+def test_a_source_frame_converts_once_or_straight_into_a_buffer(tmp_path):
+    from producers.base import SourceFrame
+
+    reference = _decoded_face_frame(tmp_path)
+    expected = reference.to_ndarray(format="bgr24")
+    # given a frame still holding the decoder's picture
+    frame = SourceFrame(0, 0.0, 0.0, _decoded_face_frame(tmp_path))
+    assert frame.shape == (240, 320, 3) and not frame.is_converted
+    # when it is written into a buffer, it is not kept converted
+    out = np.zeros(frame.shape, np.uint8)
+    frame.bgr_into(out)
+    assert not frame.is_converted and np.abs(out.astype(int) - expected).max() <= 6
+    # when its BGR pixels are read, they are converted once and kept
+    first = frame.image_bgr
+    assert frame.is_converted and frame.image_bgr is first and np.array_equal(first, out)
+    # and a wrong buffer is refused
+    with pytest.raises(ValueError, match="expected a"):
+        frame.bgr_into(np.zeros((240, 321, 3), np.uint8))
+    # an array frame is its own pixels
+    pixels = np.full((2, 2, 3), 9, np.uint8)
+    array_frame = SourceFrame(1, None, 0.0, pixels)
+    assert array_frame.is_converted and array_frame.image_bgr is pixels
+    assert array_frame.shape == (2, 2, 3)
