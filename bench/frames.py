@@ -2,9 +2,11 @@
 
 Two parts, side by side in one run:
 
-1. **Colour conversion at the source.** 720p H.264 decoded with PyAV: decoding alone, and the
-   BGR conversion (``to_ndarray("bgr24")``, what the sources do) per frame. Before issue 11 every
-   decoded frame was converted; now only the sampled ones (1 in ``--stride``).
+1. **Colour conversion at the source.** 720p H.264 decoded with PyAV: decoding alone, the BGR
+   conversion by FFmpeg's swscale (``to_ndarray("bgr24")``) and by OpenCV from the I420 planes
+   (what ``detector.video.picture_to_bgr`` does for untagged and BT.601 pictures since
+   2026-12-02) per frame. Before issue 11 every decoded frame was converted; now only the
+   sampled ones (1 in ``--stride``).
 2. **Hand-over to a worker**, over a real ``ipc://`` PUSH socket to a worker process: *inline*
    (the pixels in the ZeroMQ message, zero-copy send and receive) against *shm* (the frame
    written once into a shared-memory ring slot, the header alone sent, the slot released when
