@@ -17,6 +17,7 @@ Speed is reported, never asserted; ``tests/integration/test_tracking_iou.py`` as
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import os
@@ -165,9 +166,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-iou", type=float, default=0.8)
     parser.add_argument("--yunet", type=Path, default=SHARED_YUNET)
     parser.add_argument("--json", type=Path, help="write the results here")
+    defaults = TrackingConfig()
+    for name in ("full_every", "roi_scale", "roi_face_px"):
+        parser.add_argument(f"--{name.replace('_', '-')}", type=type(getattr(defaults, name)),
+                            default=getattr(defaults, name),
+                            help=f"tracking.{name} (default {getattr(defaults, name)})")
     args = parser.parse_args(argv)
     width, height = (int(v) for v in args.size.lower().split("x"))
-    settings = TrackingConfig()
+    settings = dataclasses.replace(defaults, full_every=args.full_every, roi_scale=args.roi_scale,
+                                   roi_face_px=args.roi_face_px)
     results = []
     for name in args.detectors.split(","):
         if name == "yunet" and not args.yunet.is_file():

@@ -135,7 +135,7 @@ class TrackingConfig:
     match_iou: float = field(default=0.3, metadata=_rule(gt=0.0, le=1.0))
     redetect_confidence: float = field(default=0.75, metadata=_rule(ge=0.0, le=1.0))
     roi_scale: float = field(default=3.0, metadata=_rule(ge=1.0, le=8.0))
-    roi_face_px: int = field(default=96, metadata=_rule(ge=16, le=1024))
+    roi_face_px: int = field(default=48, metadata=_rule(ge=16, le=1024))
     files: str = field(default=FILES_FULL, metadata=_rule(choices=(FILES_FULL, FILES_TRACK)))
 
 

@@ -59,7 +59,7 @@ class FrameScorer:
     """
 
     def __init__(self, card: ModelCard, detector: FaceDetector, runtime: ModelRuntime,
-                 roi_scale: float = 3.0, roi_face_px: int = 96, full_width_px: int | None = 640):
+                 roi_scale: float = 3.0, roi_face_px: int = 48, full_width_px: int | None = 640):
         self.card = card
         self.detector = detector
         self.runtime = runtime
