@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -190,11 +191,21 @@ def detect_near(detector: FaceDetector, frame_bgr: np.ndarray, track_id: int,
         the face in frame pixels, tagged with ``track_id``; None when the region has none.
     """
     rx1, ry1, rx2, ry2 = search_region(box_xyxy, frame_bgr.shape[:2], scale)
-    region = frame_bgr[ry1:ry2, rx1:rx2]
     box_width = max(1.0, box_xyxy[2] - box_xyxy[0])
+    full_factor = frame_bgr.shape[1] / full_width_px if full_width_px else 1.0
+    factor = max(1.0, box_width / face_px, full_factor)
+    if factor >= 2.0:
+        # A whole factor, and a region whose sides are multiples of it: OpenCV's area
+        # interpolation has a fast path for whole factors (≈ 0.5 ms instead of 1.7 for a
+        # 618-px region shrunk 3.5×, one core). Rounded down (the face comes out a little
+        # wider than face_px, never finer than a full detection sees it).
+        factor = float(max(math.floor(factor + 1e-9), math.ceil(full_factor - 1e-9)))
+        step = int(factor)
+        rx2 = rx1 + max(step, (rx2 - rx1) // step * step)
+        ry2 = ry1 + max(step, (ry2 - ry1) // step * step)
+        rx2, ry2 = min(rx2, frame_bgr.shape[1]), min(ry2, frame_bgr.shape[0])
+    region = frame_bgr[ry1:ry2, rx1:rx2]
     region_width = rx2 - rx1
-    factor = max(1.0, box_width / face_px,
-                 frame_bgr.shape[1] / full_width_px if full_width_px else 1.0)
     width_px = max(32, min(region_width, int(round(region_width / factor))))
     best: tuple[float, float, FaceBox] | None = None
     for face in detector.detect(region, detect_width_px=width_px):

@@ -38,3 +38,31 @@ def test_region_searches_reuse_a_bounded_set_of_networks_and_find_the_face(yunet
     regions = [size for size in sizes if size != (640, 360) and size != (320, 320)]
     assert regions and all(w % yunet.SIZE_STEP_PX == 0 and h % yunet.SIZE_STEP_PX == 0
                            for w, h in regions)
+
+
+def test_a_region_is_shrunk_by_a_whole_factor_and_still_finds_the_face(yunet, monkeypatch):
+    import cv2
+
+    from detector.boxes import box_iou
+    from detector.face_detect import detect_near
+
+    frame = make_frame(0, 1280, 720, load_face_bgr(), 432)
+    [face] = yunet.detect(frame)
+    resized = []
+    real_resize = cv2.resize
+
+    def recording_resize(image, size, *args, **kwargs):
+        resized.append((image.shape[1], image.shape[0], *size))
+        return real_resize(image, size, *args, **kwargs)
+
+    monkeypatch.setattr(cv2, "resize", recording_resize)
+    for face_px in (24, 32, 48, 64):
+        resized.clear()
+        near = detect_near(yunet, frame, 3, face.box_xyxy, 3.0, face_px, 640)
+        assert near is not None and box_iou(near.box_xyxy, face.box_xyxy) >= 0.8
+        # one resize, by the same whole factor (>= the full detection's 2) on both sides
+        [(width, height, small_w, small_h)] = resized
+        factor = width // small_w
+        assert factor >= 2 and width == small_w * factor and height == small_h * factor
+        box_width = face.box_xyxy[2] - face.box_xyxy[0]
+        assert box_width / factor >= face_px * 0.99 or factor == 2  # rounded down, never finer
