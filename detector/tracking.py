@@ -96,7 +96,7 @@ class _Track:
     first_frame_index: int
     last_frame_index: int
     misses: int = 0
-    is_lost: bool = False  # missed by a region search on its last frame: the next plan is full
+    is_lost: bool = False  # missed on the last frame: the next plan detects in full
 
     def summary(self, status: str) -> TrackSummary:
         return TrackSummary(self.track_id, self.box_xyxy, self.rolling.value(), status,
@@ -130,9 +130,8 @@ class StreamTracker:
         """How the worker should look for faces in ``frame_index`` (asked just before sending).
 
         Full detection every ``tracking.full_every`` sampled frames, when no track is live, when
-        a region search missed a track on its last frame, or when a track's detector confidence
-        fell below ``tracking.redetect_confidence``; otherwise only near each live track's last
-        box (a track a full search missed is looked for there until it ends).
+        a track was missed on its last frame, or when a track's detector confidence fell below
+        ``tracking.redetect_confidence``; otherwise only near each live track's last box.
         """
         with self._lock:
             is_full = (
@@ -205,12 +204,7 @@ class StreamTracker:
                 if track.track_id in seen:
                     continue
                 track.misses += 1
-                # Missed by a region search: the face may have moved out of the region, so the
-                # next frame is searched in full. Missed by a full search: the whole frame was
-                # looked at already (a face that left, or a scene cut whose face started a new
-                # track), so another full search would find nothing more; the track is still
-                # searched for near its last box until it ends.
-                track.is_lost = mode == TRACK_DETECT
+                track.is_lost = True
                 track.rolling.add(frame_index, None)
                 if track.misses > self._settings.max_missed:
                     ended.append(track)

@@ -127,20 +127,6 @@ def test_a_track_not_found_in_its_region_makes_the_next_plan_full():
     assert given.plan(8).mode == FULL_DETECT
 
 
-
-def test_a_track_a_full_search_missed_forces_no_more_full_searches():
-    # given a face that jumped (a scene cut): the full search finds it far from track 1
-    given = tracker(full_every=10, max_missed=2)
-    given.update(0, [face(LEFT)])
-    given.update(4, [face(RIGHT)])                      # a frame searched in full: new track 2
-    # then the next frames only search near tracks 1 and 2: the whole frame was just searched
-    plan = given.plan(8)
-    assert plan.mode == TRACK_DETECT and [h.track_id for h in plan.tracks] == [1, 2]
-    given.update(8, [face(RIGHT, track_id=2)])           # track 1 is not in its region either
-    assert given.plan(12).mode == FULL_DETECT            # a region search missed it
-    given.update(12, [face(RIGHT)])
-    assert [t.track_id for t in given.live_tracks()] == [2]   # track 1 ended after 3 misses
-
 def test_a_low_confidence_track_makes_the_next_plan_full():
     given = tracker(full_every=10, redetect_confidence=0.8)
     given.update(0, [face(LEFT, confidence=0.95)])
