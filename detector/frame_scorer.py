@@ -12,12 +12,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from detector.boxes import box_iou
 from detector.errors import ModelError
 from detector.face_crop import crop_face
 from detector.face_detect import FaceBox, FaceDetector, detect_near
 from detector.model_card import ModelCard
 from detector.runtime import ModelRuntime
 from detector.wire import TRACK_DETECT, DetectRequest, FaceResult
+
+SAME_FACE_IOU = 0.5  # two tracked faces overlapping this much in one frame are one face
 
 
 @dataclass(frozen=True)
@@ -40,9 +43,18 @@ def detect_planned(detector: FaceDetector, frame_bgr: np.ndarray, plan: DetectRe
     ``full_width_px``: the width full detections run at (``faces.detect_width_px``)."""
     if plan is None or plan.mode != TRACK_DETECT:
         return detector.detect(frame_bgr)
-    found = (detect_near(detector, frame_bgr, hint.track_id, hint.box_xyxy, roi_scale,
-                         roi_face_px, full_width_px) for hint in plan.tracks)
-    return [face for face in found if face is not None]
+    kept: list[FaceBox] = []
+    for hint in plan.tracks:
+        face = detect_near(detector, frame_bgr, hint.track_id, hint.box_xyxy, roi_scale,
+                           roi_face_px, full_width_px)
+        # Two tracks on one face (e.g. a late live result started a second one) would both
+        # find it in their regions, and it would be cropped and scored twice: the first
+        # (older) track keeps it, the other is reported not found, which makes the next
+        # frame a full detection that leaves the face to one track.
+        if face is not None and all(box_iou(face.box_xyxy, other.box_xyxy) < SAME_FACE_IOU
+                                    for other in kept):
+            kept.append(face)
+    return kept
 
 
 class FrameScorer:

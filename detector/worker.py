@@ -17,6 +17,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+import cv2
 import zmq
 
 from detector.config import Config, WorkersConfig
@@ -309,11 +310,14 @@ def worker_process_main(
     parent_pid = os.getppid()
     from detector.runtime import native_stderr_silenced, warm_up
 
+    threads = config.workers.resolved_threads()
+    # OpenCV (YuNet, resizes, the normalisation table) gets the same share of the cores as the
+    # classifier: by default it would start a thread per core in every worker process.
+    cv2.setNumThreads(threads)
     try:
         with native_stderr_silenced(log_level > logging.DEBUG):
             # The service has said once whether Haar replaces YuNet; n workers need not repeat it.
-            scorer = build_frame_scorer(config, threads=config.workers.resolved_threads(),
-                                        warn_fallback=False)
+            scorer = build_frame_scorer(config, threads=threads, warn_fallback=False)
             warm_up(scorer.runtime, scorer.card.input_size_px)
     except DetectorError as exc:
         log.error("worker %s cannot start: %s", worker_id, exc)

@@ -66,3 +66,29 @@ def test_a_region_is_shrunk_by_a_whole_factor_and_still_finds_the_face(yunet, mo
         assert factor >= 2 and width == small_w * factor and height == small_h * factor
         box_width = face.box_xyxy[2] - face.box_xyxy[0]
         assert box_width / factor >= face_px * 0.99 or factor == 2  # rounded down, never finer
+
+
+def test_two_tracks_on_one_face_get_it_once_the_older_track_keeps_it(yunet):
+    from detector.frame_scorer import detect_planned
+    from detector.wire import TRACK_DETECT, DetectRequest, TrackHint
+
+    frame = make_frame(0, 1280, 720, load_face_bgr(), 432)
+    [face] = yunet.detect(frame)
+    x1, y1, x2, y2 = face.box_xyxy
+    nudged = (x1 + 6, y1 + 4, x2 + 6, y2 + 4)
+    # given two live tracks whose last boxes are both on the one face
+    plan = DetectRequest(TRACK_DETECT, (TrackHint(2, face.box_xyxy), TrackHint(5, nudged)))
+    found = detect_planned(yunet, frame, plan, 3.0, 48, 640)
+    # then the face is reported once, for track 2 (track 5 is not found: the next plan is full)
+    assert [f.track_id for f in found] == [2]
+    # while two faces side by side are both kept, each for its own track
+    import cv2
+    import numpy as np
+
+    portrait = cv2.resize(load_face_bgr(), (300, 360))
+    pair = np.full((720, 1280, 3), 90, np.uint8)
+    pair[180:540, 120:420] = portrait
+    pair[180:540, 820:1120] = portrait
+    left, right = sorted(yunet.detect(pair), key=lambda f: f.box_xyxy[0])
+    apart = DetectRequest(TRACK_DETECT, (TrackHint(2, left.box_xyxy), TrackHint(5, right.box_xyxy)))
+    assert [f.track_id for f in detect_planned(yunet, pair, apart, 3.0, 48, 640)] == [2, 5]
