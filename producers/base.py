@@ -71,7 +71,7 @@ class SourceFrame:
         not converted yet (a frame-ring slot, without an intermediate copy)."""
         if out.shape != self.shape or out.dtype != np.uint8:
             raise ValueError(f"expected a {self.shape} uint8 array, got {out.shape} {out.dtype}")
-        if isinstance(self.pixels, np.ndarray) or self.is_converted:
+        if self.is_converted:
             np.copyto(out, self.image_bgr)
             return out
         return picture_to_bgr(self.pixels, out)
