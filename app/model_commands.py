@@ -213,7 +213,8 @@ def _block_list(text: str) -> tuple[str, ...]:
 
 @_plain_errors
 def quantize_command(args: argparse.Namespace) -> int:
-    """Export the int8 LiteRT file, measure its parity with float32, write both into the card."""
+    """Export the int8 LiteRT file, measure its parity (and bfloat16's) with float32, write them
+    into the card."""
     config = _config(args)
     _import_tensorflow_quietly()
     if not args.yunet_model and not config.resolve_path(config.faces.yunet_model).is_file() \
@@ -367,13 +368,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=evaluate_command)
 
     p = subparsers.add_parser(
-        "quantize", help="export the int8 LiteRT model, measure parity with float32, update the card",
+        "quantize",
+        help="export the int8 LiteRT model, measure its (and bfloat16's) parity with float32, "
+             "update the card",
         description="Export models/NAME.int8.tflite (full-integer, calibrated on real faces of the "
                     "`prepare --landmarks` cache and their pseudo-fakes, cut the serving way), "
-                    "score the dev and held-out sets with float32 and int8 through the pipeline, "
-                    "and write the parity numbers into the card. precision = \"int8\" (what "
-                    "workers.runtime = \"auto\" runs) only when both item AUCs are within 0.01 "
-                    "of float32. Run it again whenever the weights change.")
+                    "score the dev and held-out sets with float32 and int8 (and with OpenVINO in "
+                    "bfloat16 where this CPU computes it natively) through the pipeline, and "
+                    "write the parity numbers into the card. precision (what workers.runtime = "
+                    "\"auto\" runs) is \"int8\" when both of its item AUCs are within 0.01 of "
+                    "float32, else \"bfloat16\" when both of those are, else \"float32\". Run "
+                    "it again whenever the weights change.")
     _common(p)
     p.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR,
                    help="face cache filled by `prepare --landmarks` (default .cache/faces)")

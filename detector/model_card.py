@@ -8,9 +8,11 @@ A card is ``models/<name>.toml`` beside the weights. Example::
     weights = "sbi_b0.weights.h5"       # relative to the card
     tflite = "sbi_b0.tflite"            # optional, for the LiteRT runtime
     tflite_int8 = "sbi_b0.int8.tflite"  # optional: full-integer export (int8 in, int8 logit out)
-    precision = "int8"                  # optional: which LiteRT file runtime "auto" runs
-                                        # ("float32", the default, or "int8")
+    precision = "int8"                  # optional: what runtime "auto" runs: "float32" (the
+                                        # default), "int8" (the tflite_int8 file) or "bfloat16"
+                                        # (the tflite file in OpenVINO, where the CPU has bf16)
     int8_parity = {dev_item_auc_float32 = 0.84, ...}  # optional: written by `quantize`
+    bf16_parity = {dev_item_auc_float32 = 0.84, ...}  # optional: written by `quantize`
     input_size_px = 224
     mean_rgb = [0.485, 0.456, 0.406]    # model input = (pixel / 255 - mean) / std, RGB order
     std_rgb = [0.229, 0.224, 0.225]
@@ -36,7 +38,7 @@ import numpy as np
 from detector.errors import ModelError
 from detector.face_crop import CROP_RULES
 from detector.face_detector_kinds import FACE_DETECTORS
-from detector.runtime_kinds import FLOAT32, INT8, PRECISIONS
+from detector.runtime_kinds import BFLOAT16, FLOAT32, INT8, PRECISIONS
 from detector.scoring import THRESHOLD_ABOVE, THRESHOLD_BELOW
 
 ARCHITECTURES = ("efficientnet_b0",)
@@ -109,6 +111,11 @@ class ModelCard:
             raise ModelError(
                 f"model card {self.name}: precision = \"int8\" needs a tflite_int8 file "
                 "(run `deepfake-detector quantize`)"
+            )
+        if self.precision == BFLOAT16 and self.tflite_path is None:
+            raise ModelError(
+                f"model card {self.name}: precision = \"bfloat16\" needs a tflite file "
+                "(OpenVINO runs the float32 export in bfloat16)"
             )
         if len(self.mean_rgb) != 3 or len(self.std_rgb) != 3 or min(self.std_rgb) <= 0:
             raise ModelError(

@@ -3,7 +3,7 @@
 # pool, the shipped model) and print each score as it arrives on the Redis channel.
 source "$(dirname "$0")/_env.sh"
 install_debian_packages
-setup_venv "litert"
+setup_venv "litert,openvino"
 # YuNet (MIT, OpenCV model zoo) is the faster, more accurate face detector; without a network the
 # demo falls back to OpenCV's Haar cascade.
 .venv/bin/deepfake-detector fetch-yunet >/dev/null 2>&1 \

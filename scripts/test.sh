@@ -4,7 +4,7 @@
 source "$(dirname "$0")/_env.sh"
 mapfile -t extra < <(grep -v '^\s*#' scripts/apt-packages.txt 2>/dev/null | sed '/^\s*$/d')
 install_debian_packages "${extra[@]}"
-setup_venv "test,litert,train"
+setup_venv "test,litert,train,openvino"
 # The face mesh (Apache-2.0) for the landmark tests, extracted from the mediapipe wheel on PyPI;
 # without a network those tests fetch it themselves or skip.
 .venv/bin/deepfake-detector fetch-landmarks >/dev/null 2>&1 \

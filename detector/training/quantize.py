@@ -1,4 +1,5 @@
-"""int8 export of a published model and its parity with float32, measured through the pipeline.
+"""int8 export of a published model and its parity (and bfloat16's) with float32, measured
+through the pipeline.
 
 The representative set is real faces from the training context cache (``prepare --landmarks``)
 cut the serving way (the card's crop rule, margin and input size), each with its recipe-v3
@@ -99,30 +100,30 @@ def representative_crops(cache_dir: Path, card: ModelCard, count: int = 300, see
 
 @dataclass(frozen=True)
 class SetParity:
-    """One labelled set scored by both runtimes."""
+    """One labelled set scored by float32 and by a candidate runtime (int8 or bfloat16)."""
 
     name: str
     auc_float32: float | None
-    auc_int8: float | None
+    auc_candidate: float | None
     items: int
-    frame_abs_diff: np.ndarray  # |int8 - fp32| of every frame both scored
+    frame_abs_diff: np.ndarray  # |candidate - fp32| of every frame both scored
 
     @property
     def auc_delta(self) -> float | None:
-        if self.auc_float32 is None or self.auc_int8 is None:
+        if self.auc_float32 is None or self.auc_candidate is None:
             return None
-        return self.auc_int8 - self.auc_float32
+        return self.auc_candidate - self.auc_float32
 
 
-def frame_differences(float_items: Sequence, int8_items: Sequence) -> np.ndarray:
-    """``|int8 - fp32|`` of the frames both runs scored, item by item, frame by frame.
+def frame_differences(float_items: Sequence, candidate_items: Sequence) -> np.ndarray:
+    """``|candidate - fp32|`` of the frames both runs scored, item by item, frame by frame.
 
     Args:
-        float_items, int8_items: :class:`app.evaluate.ItemResult`-like rows of the same labels
-            file in the same order (``path``, ``frame_scores``).
+        float_items, candidate_items: :class:`app.evaluate.ItemResult`-like rows of the same
+            labels file in the same order (``path``, ``frame_scores``).
     """
     diffs = []
-    for a, b in zip(float_items, int8_items, strict=True):
+    for a, b in zip(float_items, candidate_items, strict=True):
         if a.path != b.path:
             raise ValueError(f"expected the same items in the same order, got {a.path} and {b.path}")
         for x, y in zip(a.frame_scores, b.frame_scores):
@@ -131,22 +132,27 @@ def frame_differences(float_items: Sequence, int8_items: Sequence) -> np.ndarray
     return np.asarray(diffs, np.float64)
 
 
-def parity_summary(sets: Sequence[SetParity], tolerance: float = AUC_TOLERANCE) -> dict:
-    """The card's ``int8_parity`` table and whether int8 may be the default.
+def parity_summary(sets: Sequence[SetParity], candidate: str = "int8",
+                   tolerance: float = AUC_TOLERANCE) -> dict:
+    """A card's parity table (``int8_parity`` or ``bf16_parity``) and whether the candidate
+    precision may be the default.
 
-    int8 is chosen only when every required set (dev and held-out) was measured and each
-    item AUC is within ``tolerance`` of float32's.
+    It may only when every required set (dev and held-out) was measured and each item AUC is
+    within ``tolerance`` of float32's.
 
+    Args:
+        candidate: the precision measured against float32 (``"int8"`` or ``"bfloat16"``); it
+            names the table's AUC keys, e.g. ``dev_item_auc_int8``.
     Returns:
-        ``{"precision": "int8" | "float32", "parity": {...flat numbers and a note...}}``.
+        ``{"precision": candidate | "float32", "parity": {...flat numbers and a note...}}``.
     """
-    from detector.runtime_kinds import FLOAT32, INT8
+    from detector.runtime_kinds import FLOAT32
 
     parity: dict = {}
     reasons = []
     for s in sets:
         parity[f"{s.name}_item_auc_float32"] = _round(s.auc_float32)
-        parity[f"{s.name}_item_auc_int8"] = _round(s.auc_int8)
+        parity[f"{s.name}_item_auc_{candidate}"] = _round(s.auc_candidate)
         parity[f"{s.name}_items"] = s.items
         if s.auc_delta is None:
             reasons.append(f"{s.name} AUC not measured")
@@ -162,10 +168,20 @@ def parity_summary(sets: Sequence[SetParity], tolerance: float = AUC_TOLERANCE) 
         parity["frame_abs_diff_p99"] = _round(float(np.percentile(diffs, 99)))
         parity["frame_abs_diff_max"] = _round(float(diffs.max()))
     parity["auc_tolerance"] = tolerance
-    precision = FLOAT32 if reasons else INT8
-    parity["decision"] = ("int8: every item AUC within tolerance" if not reasons
+    precision = FLOAT32 if reasons else candidate
+    parity["decision"] = (f"{candidate}: every item AUC within tolerance" if not reasons
                           else "float32: " + "; ".join(reasons))
     return {"precision": precision, "parity": parity}
+
+
+def choose_precision(*decisions: str) -> str:
+    """The fastest precision whose parity held: int8, then bfloat16, else float32."""
+    from detector.runtime_kinds import BFLOAT16, FLOAT32, INT8
+
+    for precision in (INT8, BFLOAT16):
+        if precision in decisions:
+            return precision
+    return FLOAT32
 
 
 def _round(value: float | None) -> float | None:

@@ -1,5 +1,6 @@
 """int8 LiteRT: a full-integer export calibrated on real face crops (the shipped NASA portrait,
-cut like serving), its runtime against float32, the card's precision choosing it, and `quantize`."""
+cut like serving), its runtime against float32, the card's precision choosing it, and `quantize`;
+and the float32 export run by OpenVINO in bfloat16 (where this CPU computes bfloat16)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,17 @@ import pytest
 from detector.errors import ModelError
 from detector.face_detect import make_face_detector
 from detector.model_card import load_model_card
-from detector.runtime import LiteRTRuntime, build_model, export_tflite, export_tflite_int8, float_ops, load_runtime
-from detector.runtime_kinds import LITERT, LITERT_INT8
+from detector.runtime import (
+    LiteRTRuntime,
+    OpenVINORuntime,
+    build_model,
+    export_tflite,
+    export_tflite_int8,
+    float_ops,
+    load_runtime,
+    native_bfloat16,
+)
+from detector.runtime_kinds import LITERT, LITERT_INT8, OPENVINO_BF16
 from detector.training.prepare import TRAIN_CONTEXT_SETTINGS, CachedFaces, cache_file, context_crop, save_cached
 from detector.training.quantize import representative_crops, serving_crops
 from producers.synthetic import load_face_bgr
@@ -192,6 +202,61 @@ def test_workers_runtime_litert_int8_scores_a_real_face_through_the_frame_scorer
     assert auto.runtime.name == LITERT  # the card's precision is float32
 
 
+needs_bf16 = pytest.mark.skipif(native_bfloat16() is not None,
+                                reason=f"no bfloat16 here: {native_bfloat16()}")
+
+
+@needs_bf16
+def test_bfloat16_probabilities_are_close_to_float32_on_real_crops(int8_models):
+    card = load_model_card(int8_models / "tiny_b0.toml")
+    float_rt, bf16_rt = LiteRTRuntime(card, threads=1), OpenVINORuntime(card, threads=1)
+    assert bf16_rt.name == OPENVINO_BF16
+    batch = card.normalise(_portrait_crops(card))
+    for n in (len(batch), 1, 3):  # the batch dimension is dynamic
+        expected, got = float_rt.predict(batch[:n]), bf16_rt.predict(batch[:n])
+        assert got.shape == (n,) and got.dtype == np.float32
+        np.testing.assert_allclose(got, expected, atol=0.02)
+    # bfloat16 really runs: the compiled graph computes its convolutions in it
+    ran = [op.get_rt_info()["runtimePrecision"].astype(str)
+           for op in bf16_rt._compiled.get_runtime_model().get_ordered_ops()]
+    assert ran.count("bf16") >= 20, sorted(set(ran))
+    assert bf16_rt.predict(np.zeros((0, 64, 64, 3), np.float32)).shape == (0,)
+
+
+@needs_bf16
+def test_auto_runs_bfloat16_when_the_card_says_so(int8_models):
+    text = (int8_models / "tiny_b0.toml").read_text()
+    (int8_models / "bf16.toml").write_text(text + 'precision = "bfloat16"\n')
+    card = load_model_card(int8_models / "bf16.toml")
+    assert load_runtime(card, "auto").name == OPENVINO_BF16
+    assert load_runtime(card, "litert").name == LITERT
+
+
+def test_without_bfloat16_auto_runs_float32_and_the_explicit_runtime_says_why(int8_models,
+                                                                               monkeypatch):
+    import detector.runtime as runtime
+
+    # A CPU without bfloat16 cannot be had here: the capability probe is replaced.
+    monkeypatch.setattr(runtime, "native_bfloat16", lambda: "this CPU computes no bfloat16")
+    text = (int8_models / "tiny_b0.toml").read_text()
+    (int8_models / "bf16.toml").write_text(text + 'precision = "bfloat16"\n')
+    card = load_model_card(int8_models / "bf16.toml")
+    assert load_runtime(card, "auto").name == LITERT
+    with pytest.raises(ModelError, match="openvino-bf16 cannot run here: this CPU computes no"):
+        load_runtime(card, "openvino-bf16")
+
+
+def test_bfloat16_needs_the_float32_export(tiny_model_dir, tmp_path):
+    text = (tiny_model_dir / "tiny_b0.toml").read_text().replace(
+        'weights = "tiny_b0.weights.h5"', f'weights = "{tiny_model_dir / "tiny_b0.weights.h5"}"')
+    (tmp_path / "a.toml").write_text(text)
+    with pytest.raises(ModelError, match="has no .tflite file"):
+        OpenVINORuntime(load_model_card(tmp_path / "a.toml"))
+    (tmp_path / "b.toml").write_text(text + 'precision = "bfloat16"\n')
+    with pytest.raises(ModelError, match='precision = "bfloat16" needs a tflite file'):
+        load_model_card(tmp_path / "b.toml")
+
+
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "app.cli", *args], capture_output=True, text=True,
                           timeout=600, cwd=cwd)
@@ -257,7 +322,20 @@ def test_quantize_exports_measures_and_writes_the_card(int8_models, portrait_cac
         <= parity["frame_abs_diff_max"] <= 1
     within = all(abs(parity[f"{s}_item_auc_int8"] - parity[f"{s}_item_auc_float32"]) <= 0.01 + 1e-9
                  for s in ("dev", "holdout"))
-    assert card.precision == ("int8" if within else "float32"), parity["decision"]
+    bf16 = card.extra.get("bf16_parity")
+    if native_bfloat16() is None:
+        assert bf16 is not None and bf16["runtime"] == OPENVINO_BF16
+        assert bf16["weights_sha256"] == parity["weights_sha256"]
+        assert bf16["frames"] == 2 * len(rows) and bf16["dev_items"] == len(rows)
+        assert bf16["frame_abs_diff_max"] <= 0.05  # bfloat16 is far closer than int8's 0.01 bar
+        assert "bfloat16" in result.stdout
+    else:
+        assert bf16 is None and "bfloat16: not measured" in result.stdout
+    bf16_within = bf16 is not None and all(
+        abs(bf16[f"{s}_item_auc_bfloat16"] - bf16[f"{s}_item_auc_float32"]) <= 0.01 + 1e-9
+        for s in ("dev", "holdout"))
+    expected = "int8" if within else "bfloat16" if bf16_within else "float32"
+    assert card.precision == expected, (parity["decision"], bf16 and bf16["decision"])
     assert card.name == "tiny_b0" and card.input_size_px == 64 and card.trained is False
 
 
@@ -283,6 +361,17 @@ def test_a_quantize_run_that_fails_after_the_export_leaves_the_card_as_it_was(in
 
 
 SHIPPED = REPO / "models" / "sbi_b0.toml"
+
+
+@needs_bf16
+def test_the_shipped_model_in_bfloat16_matches_float32_on_the_portrait():
+    card = load_model_card(SHIPPED)
+    float_rt, bf16_rt = LiteRTRuntime(card, threads=1), OpenVINORuntime(card, threads=1)
+    batch = card.normalise(_portrait_crops(card))
+    expected = card.calibrate(float_rt.predict(batch))
+    got = card.calibrate(bf16_rt.predict(batch))
+    np.testing.assert_allclose(got, expected, atol=0.02)
+    assert np.abs(got - expected).max() > 1e-6  # computed in bfloat16, not float32
 
 
 def test_the_shipped_int8_export_matches_its_weights_and_float32_on_the_portrait():

@@ -7,7 +7,7 @@ from detector.errors import ConfigError
 from detector.url_mask import mask_url
 
 
-@pytest.mark.parametrize("runtime", ["auto", "keras", "litert", "litert-int8"])
+@pytest.mark.parametrize("runtime", ["auto", "keras", "litert", "litert-int8", "openvino-bf16"])
 def test_every_runtime_kind_is_a_valid_workers_runtime(runtime):
     assert config_from_dict({"workers": {"runtime": runtime}}).workers.runtime == runtime
 

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from detector.training.quantize import SetParity, frame_differences, parity_summary
+from detector.training.quantize import SetParity, choose_precision, frame_differences, parity_summary
 
 
 def _set(name: str, f32: float | None, i8: float | None, diffs=(0.01, 0.02, 0.03)) -> SetParity:
@@ -27,6 +27,23 @@ def test_int8_is_chosen_only_when_both_aucs_are_within_a_hundredth(sets, precisi
     summary = parity_summary(sets)
     assert summary["precision"] == precision
     assert reason in summary["parity"]["decision"]
+
+
+def test_a_bfloat16_table_names_its_keys_and_decision_after_bfloat16():
+    summary = parity_summary([_set("dev", 0.63, 0.632), _set("holdout", 0.93, 0.93)],
+                             candidate="bfloat16")
+    assert summary["precision"] == "bfloat16"
+    assert summary["parity"]["dev_item_auc_bfloat16"] == 0.632
+    assert "dev_item_auc_int8" not in summary["parity"]
+    assert summary["parity"]["decision"].startswith("bfloat16: every item AUC within")
+
+
+@pytest.mark.parametrize("decisions,expected", [
+    (("int8", "bfloat16"), "int8"), (("float32", "bfloat16"), "bfloat16"),
+    (("float32", "float32"), "float32"), (("float32", ""), "float32"), (("int8", ""), "int8"),
+])
+def test_the_fastest_precision_whose_parity_held_is_chosen(decisions, expected):
+    assert choose_precision(*decisions) == expected
 
 
 def test_the_frame_differences_are_summarised_over_every_set():
