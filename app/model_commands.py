@@ -39,7 +39,8 @@ def _training_detector(config: Config):
     return make_face_detector("yunet", yunet_model=_yunet_path(config),
                               detect_width_px=config.faces.detect_width_px,
                               min_face_px=config.faces.min_face_px,
-                              max_faces=config.faces.max_faces)
+                              max_faces=config.faces.max_faces,
+                              yunet_runtime=config.faces.yunet_runtime)
 
 
 def _split_path(config: Config, args: argparse.Namespace) -> Path:

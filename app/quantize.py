@@ -163,7 +163,8 @@ def _measure(config: Config, card: ModelCard, int8_file: Path, dev_labels: Path 
                                   yunet_model=config.resolve_path(config.faces.yunet_model),
                                   detect_width_px=config.faces.detect_width_px,
                                   min_face_px=config.faces.min_face_px,
-                                  max_faces=config.faces.max_faces)
+                                  max_faces=config.faces.max_faces,
+                                  yunet_runtime=config.faces.yunet_runtime, threads=threads)
     scorers = {"float32": FrameScorer(card, detector, load_runtime(card, float_kind, threads)),
                INT8: FrameScorer(int8_card, detector,
                                  load_runtime(int8_card, LITERT_INT8, threads))}

@@ -100,6 +100,8 @@ def build_frame_scorer(config: Config, threads: int = 0, warn_fallback: bool = T
         detect_width_px=config.faces.detect_width_px,
         min_face_px=config.faces.min_face_px,
         max_faces=config.faces.max_faces,
+        yunet_runtime=config.faces.yunet_runtime,
+        threads=threads,
     )
     runtime = load_runtime(card, config.workers.runtime, threads)
     return FrameScorer(card, detector, runtime, roi_scale=config.tracking.roi_scale,

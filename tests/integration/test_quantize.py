@@ -218,7 +218,7 @@ def test_bfloat16_probabilities_are_close_to_float32_on_real_crops(int8_models):
         np.testing.assert_allclose(got, expected, atol=0.02)
     # bfloat16 really runs: the compiled graph computes its convolutions in it
     ran = [op.get_rt_info()["runtimePrecision"].astype(str)
-           for op in bf16_rt._compiled.get_runtime_model().get_ordered_ops()]
+           for op in bf16_rt.compiled(len(batch)).get_runtime_model().get_ordered_ops()]
     assert ran.count("bf16") >= 20, sorted(set(ran))
     assert bf16_rt.predict(np.zeros((0, 64, 64, 3), np.float32)).shape == (0,)
 
@@ -361,6 +361,20 @@ def test_a_quantize_run_that_fails_after_the_export_leaves_the_card_as_it_was(in
 
 
 SHIPPED = REPO / "models" / "sbi_b0.toml"
+
+
+def test_a_shipped_bfloat16_precision_was_measured_on_the_shipped_weights():
+    from app.quantize import weights_digest
+
+    card = load_model_card(SHIPPED)
+    if card.precision != "bfloat16":
+        pytest.skip(f"the shipped card's precision is {card.precision}")
+    parity = card.extra["bf16_parity"]
+    assert parity["weights_sha256"] == weights_digest(card.weights_path), \
+        "the bfloat16 parity was measured on other weights: run `deepfake-detector quantize` again"
+    for name in ("dev", "holdout"):
+        delta = parity[f"{name}_item_auc_bfloat16"] - parity[f"{name}_item_auc_float32"]
+        assert abs(delta) <= parity["auc_tolerance"] + 1e-9
 
 
 @needs_bf16

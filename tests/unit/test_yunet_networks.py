@@ -1,5 +1,6 @@
 """YuNet keeps one network per input size, so region searches of many sizes between full
-detections do not re-plan one network each call, and a padded region finds the same face."""
+detections do not re-plan one network each call, and a padded region finds the same face; its
+network runs in OpenCV or in OpenVINO, with the same results."""
 
 from __future__ import annotations
 
@@ -9,13 +10,72 @@ from producers.synthetic import load_face_bgr, make_frame
 from tests.conftest import YUNET_SHARED
 
 
-@pytest.fixture()
-def yunet():
+def _openvino_missing() -> bool:
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        return True
+    return False
+
+
+@pytest.fixture(params=["opencv", "openvino"])
+def yunet(request):
     from detector.face_detect import YuNetFaceDetector
 
     if not YUNET_SHARED.is_file():
         pytest.skip(f"{YUNET_SHARED} not present")
-    return YuNetFaceDetector(YUNET_SHARED)
+    if request.param == "openvino" and _openvino_missing():
+        pytest.skip("openvino not installed")
+    detector = YuNetFaceDetector(YUNET_SHARED, runtime=request.param)
+    assert detector.runtime == request.param
+    return detector
+
+
+def test_openvino_finds_what_opencv_finds_box_landmarks_and_score():
+    import cv2
+    import numpy as np
+
+    from detector.face_detect import YuNetFaceDetector
+
+    if not YUNET_SHARED.is_file() or _openvino_missing():
+        pytest.skip("needs the shared YuNet file and openvino")
+    opencv = YuNetFaceDetector(YUNET_SHARED, runtime="opencv")
+    openvino = YuNetFaceDetector(YUNET_SHARED, runtime="openvino", threads=1)
+    face = load_face_bgr()
+    canvas = np.full((360, 640, 3), 90, np.uint8)  # two faces of different sizes, 640 x 360
+    canvas[50:306, 100:356] = face
+    canvas[80:208, 450:578] = cv2.resize(face, (128, 128))
+    images = [canvas, face, cv2.resize(face, (200, 150))]  # 150 and 200 are not multiples of 32
+    images += [make_frame(i, 1280, 720, face, 432) for i in range(0, 60, 12)]
+    found = 0
+    for image in images:
+        small = cv2.resize(image, (640, round(640 * image.shape[0] / image.shape[1])))
+        _, a = opencv._network((small.shape[1], small.shape[0])).detect(small)
+        _, b = openvino._network((small.shape[1], small.shape[0])).detect(small)
+        assert (a is None) == (b is None)
+        if a is None:
+            continue
+        assert a.shape == b.shape and a.shape[1] == 15
+        np.testing.assert_allclose(b[:, :14], a[:, :14], atol=0.01)  # box and five points, px
+        np.testing.assert_allclose(b[:, 14], a[:, 14], atol=1e-4)    # score
+        found += len(a)
+    assert found >= len(images) + 1  # every image has a face, the canvas two
+    assert [len(opencv.detect(canvas)), len(openvino.detect(canvas))] == [2, 2]
+
+
+def test_an_unknown_or_unavailable_yunet_runtime_is_refused(monkeypatch):
+    import sys
+
+    from detector.errors import ModelError
+    from detector.face_detect import resolve_yunet_runtime
+
+    with pytest.raises(ModelError, match="yunet_runtime must be one of"):
+        resolve_yunet_runtime("onnxruntime")
+    assert resolve_yunet_runtime("opencv") == "opencv"
+    monkeypatch.setitem(sys.modules, "openvino", None)  # as if it were not installed
+    assert resolve_yunet_runtime("auto") == "opencv"
+    with pytest.raises(ModelError, match="needs the openvino package"):
+        resolve_yunet_runtime("openvino")
 
 
 def test_region_searches_reuse_a_bounded_set_of_networks_and_find_the_face(yunet):
