@@ -290,7 +290,10 @@ class Worker:
     def run(self, stop: threading.Event, parent_pid: int | None = None) -> None:
         """Serve until ``stop`` is set (or the parent process disappears)."""
         self._send_stats()
-        log.info("worker %s ready (pid %d)", self.worker_id, os.getpid())
+        detector = self.scorer.detector
+        log.info("worker %s ready (pid %d; faces %s%s, classifier %s)", self.worker_id, os.getpid(),
+                 detector.name, f" in {detector.runtime}" if hasattr(detector, "runtime") else "",
+                 self.scorer.runtime.name)
         while not stop.is_set():
             if parent_pid is not None and os.getppid() != parent_pid:
                 log.warning("worker %s: parent process exited; stopping", self.worker_id)
