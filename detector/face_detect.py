@@ -109,17 +109,18 @@ class OpenVINOYuNet:
     4.8 vs 14.8 ms on a 640 × 360 frame, 1.1 vs 2.6 ms on a 192 × 192 region).
     """
 
-    def __init__(self, core, model, size: tuple[int, int], score_threshold: float,
-                 settings: dict):
+    def __init__(self, model, size: tuple[int, int], score_threshold: float, threads: int = 0):
+        from detector.openvino_cpu import compile_static
+
         width, height = size
         self._size = size
         self._padded = (-(-width // 32) * 32, -(-height // 32) * 32)
         self._score_threshold = score_threshold
-        graph = model.clone()
-        graph.reshape([1, 3, self._padded[1], self._padded[0]])
-        compiled = core.compile_model(graph, "CPU", settings)
+        compiled = compile_static(model, [1, 3, self._padded[1], self._padded[0]], "f32", threads)
         self._request = compiled.create_infer_request()
-        self._outputs = {name: i for i, o in enumerate(compiled.outputs) for name in o.get_names()}
+        wanted = {f"{kind}_{s}" for kind in ("cls", "obj", "bbox", "kps") for s in YUNET_STRIDES}
+        self._outputs = {name: i for i, o in enumerate(compiled.outputs)
+                         for name in o.get_names() & wanted}
         self._grids = {}
         for stride in YUNET_STRIDES:
             rows, cols = self._padded[1] // stride, self._padded[0] // stride
@@ -134,18 +135,17 @@ class OpenVINOYuNet:
                              f"{width}×{height}")
         self._input[0, :, :height, :width] = np.moveaxis(image_bgr, -1, 0)
         self._request.infer({0: self._input})
+        out = {name: self._request.get_output_tensor(i).data for name, i in self._outputs.items()}
         boxes, scores, points = [], [], []
         for stride in YUNET_STRIDES:
-            out = lambda kind, s=stride: self._request.get_output_tensor(  # noqa: E731
-                self._outputs[f"{kind}_{s}"]).data
-            score = np.sqrt(np.clip(out("cls").reshape(-1), 0, 1)
-                            * np.clip(out("obj").reshape(-1), 0, 1))
+            score = np.sqrt(np.clip(out[f"cls_{stride}"].reshape(-1), 0, 1)
+                            * np.clip(out[f"obj_{stride}"].reshape(-1), 0, 1))
             keep = np.flatnonzero(score >= self._score_threshold)
             if not len(keep):
                 continue
             c, r = self._grids[stride][0][keep], self._grids[stride][1][keep]
-            bbox = out("bbox").reshape(-1, 4)[keep]
-            kps = out("kps").reshape(-1, 10)[keep]
+            bbox = out[f"bbox_{stride}"].reshape(-1, 4)[keep]
+            kps = out[f"kps_{stride}"].reshape(-1, 10)[keep]
             w, h = np.exp(bbox[:, 2]) * stride, np.exp(bbox[:, 3]) * stride
             cx, cy = (c + bbox[:, 0]) * stride, (r + bbox[:, 1]) * stride
             boxes.append(np.stack([cx - w / 2, cy - h / 2, w, h], axis=1))
@@ -210,21 +210,16 @@ class YuNetFaceDetector:
         self._model_path = str(model_path)
         self._score_threshold = score_threshold
         self.runtime = resolve_yunet_runtime(runtime)
-        self._openvino = None
+        self._threads = threads
+        self._openvino_model = None
         if self.runtime == YUNET_OPENVINO:
-            import openvino
+            from detector.openvino_cpu import core
 
-            core = openvino.Core()
             try:
-                model = core.read_model(self._model_path)
+                self._openvino_model = core().read_model(self._model_path)
             except RuntimeError as exc:
                 raise ModelError(f"YuNet model {model_path} does not load: "
                                  f"{str(exc).splitlines()[0]}") from None
-            settings = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY",
-                        "NUM_STREAMS": 1, "ENABLE_CPU_PINNING": False}
-            if threads:
-                settings["INFERENCE_NUM_THREADS"] = threads
-            self._openvino = (core, model, settings)
         # One network per input size: OpenCV re-plans a network whenever its input size changes
         # (≈ 15 ms here, more than a detection; OpenVINO compiles one in ≈ 0.15 s, and a static
         # shape runs 1.5–2× faster than a dynamic one), and a worker alternates between full frames and
@@ -243,9 +238,9 @@ class YuNetFaceDetector:
     def _network(self, size: tuple[int, int]):
         network = self._networks.get(size)
         if network is None:
-            if self._openvino is not None:
-                core, model, settings = self._openvino
-                network = OpenVINOYuNet(core, model, size, self._score_threshold, settings)
+            if self._openvino_model is not None:
+                network = OpenVINOYuNet(self._openvino_model, size, self._score_threshold,
+                                        self._threads)
             else:
                 network = cv2.FaceDetectorYN.create(self._model_path, "", size,
                                                     self._score_threshold, YUNET_NMS_THRESHOLD,

@@ -191,11 +191,12 @@ class LiteRTRuntime:
 def native_bfloat16() -> str | None:
     """Why this machine cannot run :class:`OpenVINORuntime`, or ``None`` when it can (OpenVINO
     is installed and reports native bfloat16 on this CPU: AVX512_BF16 or AMX)."""
+    from detector.openvino_cpu import core
+
     try:
-        import openvino
+        capabilities = core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
     except ImportError:
         return "the openvino package is not installed (pip install 'deepfake-detector[openvino]')"
-    capabilities = openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
     if "BF16" not in capabilities:
         return "this CPU computes no bfloat16 natively (it needs AVX512_BF16 or AMX)"
     return None
@@ -208,7 +209,7 @@ class OpenVINORuntime:
     or AMX, OpenVINO computes the convolutions in it at about twice LiteRT float32's speed. The
     graph is cut before its final sigmoid and the sigmoid applied here in float, as for int8: a
     bfloat16 probability has steps of 1/256 near 1, which the card's temperature would
-    stretch. Thread pinning is off, so that several single-threaded workers share the cores.
+    stretch. One static graph is compiled per batch size (:mod:`detector.openvino_cpu`).
 
     Raises:
         ModelError: no float32 ``.tflite``, OpenVINO missing, no native bfloat16 on this CPU,
@@ -229,35 +230,33 @@ class OpenVINORuntime:
                              'use workers.runtime = "litert"')
         import openvino
 
-        core = openvino.Core()
-        graph = core.read_model(str(path))
+        from detector.openvino_cpu import core
+
+        graph = core().read_model(str(path))
         results = graph.get_results()
         last = results[0].input_value(0).get_node() if len(results) == 1 else None
         if last is None or last.get_type_name() != "Sigmoid":
             raise ModelError(f"{path} does not end in one sigmoid; runtime {OPENVINO_BF16} "
                              "needs the logit before it")
         self.path = path
-        self._core = core
         self._logit = openvino.Model([last.input_value(0)], graph.get_parameters(),
                                      f"{card.name}_logit")
         self._size = card.input_size_px
-        self._settings = {"INFERENCE_PRECISION_HINT": "bf16", "PERFORMANCE_HINT": "LATENCY",
-                          "NUM_STREAMS": 1, "ENABLE_CPU_PINNING": False}
-        if threads:
-            self._settings["INFERENCE_NUM_THREADS"] = threads
+        self._threads = threads
         self._compiled: dict[int, tuple[object, object]] = {}
 
     def compiled(self, batch_size: int):
-        """The ``openvino.CompiledModel`` for this batch size, compiled on first use (about
-        0.15 s): a static shape runs 10–20 % faster here than one graph with a dynamic batch."""
+        """The ``openvino.CompiledModel`` for this batch size, compiled on first use
+        (:func:`detector.openvino_cpu.compile_static`)."""
         return self._compiled_and_request(batch_size)[0]
 
     def _compiled_and_request(self, batch_size: int):
+        from detector.openvino_cpu import compile_static
+
         found = self._compiled.get(batch_size)
         if found is None:
-            graph = self._logit.clone()
-            graph.reshape([batch_size, self._size, self._size, 3])
-            compiled = self._core.compile_model(graph, "CPU", self._settings)
+            compiled = compile_static(self._logit, [batch_size, self._size, self._size, 3],
+                                      "bf16", self._threads)
             found = self._compiled[batch_size] = (compiled, compiled.create_infer_request())
         return found
 
