@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import cv2
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from detector.config import Config, WorkersConfig
 from detector.curve import CurveKeys, make_curve_client
@@ -36,6 +37,13 @@ from detector.wire import FrameMessage, ResultMessage, WorkerStats, peek_stream_
 log = logging.getLogger(__name__)
 
 STATS_INTERVAL_S = 2.0
+# How long a worker waits for the pool to answer before it says so (it goes on waiting).
+POOL_WAIT_NOTICE_S = 10.0
+_HANDSHAKE_FAILED = {
+    zmq.EVENT_HANDSHAKE_FAILED_AUTH: "the pool refused this worker's key",
+    zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "the pool spoke another protocol (a server key mismatch?)",
+    zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: "the handshake with the pool failed",
+}
 # The answer to a frame whose shared-memory slot was released and written again before it was
 # scored (its worker was given up as lost, or it expired): answered, not dropped, so a live
 # stream's credit comes back at once and a replay's counts add up.
@@ -147,6 +155,9 @@ class Worker:
         if endpoints.curve is not None:
             make_curve_client(self._pull, endpoints.curve)
             make_curve_client(self._push, endpoints.curve)
+        self._frames_endpoint = endpoints.frames
+        self._frames_monitor: zmq.Socket | None = self._pull.get_monitor_socket(
+            zmq.EVENT_HANDSHAKE_SUCCEEDED | sum(_HANDSHAKE_FAILED))
         self._pull.connect(endpoints.frames)
         self._push.connect(endpoints.results)
         self._last_stats_s = 0.0
@@ -161,6 +172,7 @@ class Worker:
 
     def close(self) -> None:
         self._send_stats(is_ready=False, is_stopping=True)
+        self._close_monitor()
         self._pull.close()
         self._push.close()
 
@@ -287,8 +299,46 @@ class Worker:
         )
         self._push.send_multipart(result.encode())
 
+    def wait_for_pool(self, stop: threading.Event, parent_pid: int | None = None) -> bool:
+        """Block until the frames socket has finished its handshake with the pool (or ``stop``).
+
+        Only then does the worker say it is ready: a PUSH socket deals frames to the peers it
+        has, so a stream started as soon as a worker *said* it was ready could otherwise go
+        entirely to the workers whose frames connection happened to be up first. Returns
+        whether the pool answered.
+        """
+        if self._frames_monitor is None:
+            return True
+        started = time.monotonic()
+        noticed: set[str] = set()
+        while not stop.is_set() and (parent_pid is None or os.getppid() == parent_pid):
+            if self._frames_monitor.poll(200):
+                event = recv_monitor_message(self._frames_monitor)["event"]
+                if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                    self._close_monitor()
+                    return True
+                reason = _HANDSHAKE_FAILED.get(event)
+                if reason is not None and reason not in noticed:  # ZeroMQ retries; say it once
+                    noticed.add(reason)
+                    log.error("worker %s: %s at %s; retrying", self.worker_id, reason,
+                              self._frames_endpoint)
+            elif not noticed and time.monotonic() - started > POOL_WAIT_NOTICE_S:
+                noticed.add("silent")
+                log.warning("worker %s: no pool has answered at %s yet; waiting",
+                            self.worker_id, self._frames_endpoint)
+        return False
+
+    def _close_monitor(self) -> None:
+        if self._frames_monitor is not None:
+            self._pull.disable_monitor()
+            self._frames_monitor.close(0)
+            self._frames_monitor = None
+
     def run(self, stop: threading.Event, parent_pid: int | None = None) -> None:
-        """Serve until ``stop`` is set (or the parent process disappears)."""
+        """Serve until ``stop`` is set (or the parent process disappears), once the pool has
+        answered (:meth:`wait_for_pool`)."""
+        if not self.wait_for_pool(stop, parent_pid):
+            return
         self._send_stats()
         detector = self.scorer.detector
         log.info("worker %s ready (pid %d; faces %s%s, classifier %s)", self.worker_id, os.getpid(),

@@ -130,3 +130,62 @@ def test_thumbnail_boxes_use_scoring_threshold_when_set_not_the_cards(make_confi
     shown, other = (red, green) if expected == "red" else (green, red)
     assert shown > 50 and other < shown / 10, \
         (probability, card_threshold, threshold, red, green)
+
+
+def test_a_worker_says_it_is_ready_only_once_the_pool_can_deal_it_frames(make_config, caplog):
+    # Given a worker whose results socket reaches a collector but whose frames endpoint has
+    # no pool behind it yet
+    context = zmq.Context()
+    pull = context.socket(zmq.PULL)
+    results_port = pull.bind_to_random_port("tcp://127.0.0.1")
+    probe = context.socket(zmq.PUSH)
+    frames_port = probe.bind_to_random_port("tcp://127.0.0.1")
+    probe.close(0)  # a free port: nothing listens there until the pool binds it below
+    frames = f"tcp://127.0.0.1:{frames_port}"
+    config = make_config(workers={"max_batch": 1, "max_wait_ms": 0})
+    worker = Worker.for_config(config, WorkerEndpoints(frames, f"tcp://127.0.0.1:{results_port}"),
+                               "t0", build_frame_scorer(config), context)
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
+    push = context.socket(zmq.PUSH)
+    try:
+        thread.start()
+        # Then it sends no "ready" while no pool answers
+        assert not pull.poll(1500), "the worker said it was ready before any pool answered"
+        # When the pool binds its frames socket
+        push.bind(frames)
+        # Then "ready" arrives, and a frame sent right after it is scored by this worker
+        assert pull.poll(10_000), "no ready message once the pool answered"
+        stats = decode_worker_output(pull.recv_multipart())
+        assert stats.is_ready and stats.worker_id == "t0"
+        push.send_multipart(FrameMessage("cam", 0, 0.0, time.time(),
+                                         np.zeros((64, 64, 3), np.uint8)).encode(), zmq.NOBLOCK)
+        assert [r.frame_index for r in receive_results(pull, 1)] == [0]
+    finally:
+        stop.set()
+        thread.join(10)
+        worker.close()
+        for sock in (push, pull):
+            sock.close(0)
+        context.term()
+    assert not thread.is_alive()
+
+
+def test_a_worker_that_no_pool_answers_stops_when_told(make_config):
+    context = zmq.Context()
+    probe = context.socket(zmq.PUSH)
+    port = probe.bind_to_random_port("tcp://127.0.0.1")
+    probe.close(0)
+    config = make_config()
+    worker = Worker.for_config(config, WorkerEndpoints(f"tcp://127.0.0.1:{port}",
+                                                       f"tcp://127.0.0.1:{port}"),
+                               "t0", build_frame_scorer(config), context)
+    stop = threading.Event()
+    threading.Timer(0.5, stop.set).start()
+    started = time.monotonic()
+    assert worker.wait_for_pool(stop) is False
+    assert time.monotonic() - started < 5
+    worker._close_monitor()
+    worker._pull.close(0)
+    worker._push.close(0)
+    context.term()
