@@ -1,13 +1,25 @@
-"""Shared fixtures: a real redis-server, a tiny random-weight model, small PyAV videos."""
+"""Shared fixtures: a real redis-server, a tiny random-weight model, small PyAV videos, and a
+real worker serving a test's own pool sockets."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    import zmq
+
+    from detector.config import Config
+    from detector.frame_ring import FrameRings
+    from detector.worker import Worker
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -87,7 +99,7 @@ def make_config(tiny_model_dir):
     """Build a validated Config pointing at the tiny model; sections override defaults."""
     from detector.config import config_from_dict
 
-    def make(**sections) -> Config:  # noqa: F821
+    def make(**sections) -> Config:
         raw = {
             "model": {"name": "tiny_b0", "dir": str(tiny_model_dir)},
             "workers": {"count": 1, "max_batch": 8, "max_wait_ms": 20},
@@ -100,6 +112,67 @@ def make_config(tiny_model_dir):
         return config_from_dict(raw)
 
     return make
+
+
+@dataclass
+class WorkerHarness:
+    """A worker thread and the pool sockets it serves (see :func:`serve_worker`)."""
+
+    push: zmq.Socket  # the pool's frames socket: frames sent here reach the worker
+    pull: zmq.Socket  # the pool's results socket: the worker's results and stats arrive here
+    worker: Worker
+    thread: threading.Thread
+    crashed: list[BaseException]  # what ``worker.run`` raised, if it raised
+
+
+@contextlib.contextmanager
+def serve_worker(config: Config, worker_id: str,
+                 rings: FrameRings | None = None) -> Iterator[WorkerHarness]:
+    """A real :class:`~detector.worker.Worker` on a thread, over real ZeroMQ: the test plays the
+    pool with a PUSH (frames) and a PULL (results) socket bound on free loopback ports.
+
+    ``rings``: the frame rings whose folder the worker reads slots from; closed last.
+    Teardown, in this order: stop the worker, join its thread (10 s), close the worker's
+    handshake monitor and sockets, then the pool's, terminate the context, close ``rings``.
+    """
+    import zmq
+
+    from detector.worker import Worker, WorkerEndpoints, build_frame_scorer
+
+    context = zmq.Context()
+    push, pull = context.socket(zmq.PUSH), context.socket(zmq.PULL)
+    for sock in (push, pull):
+        sock.setsockopt(zmq.LINGER, 0)
+    frames_port = push.bind_to_random_port("tcp://127.0.0.1")
+    results_port = pull.bind_to_random_port("tcp://127.0.0.1")
+    endpoints = WorkerEndpoints(f"tcp://127.0.0.1:{frames_port}", f"tcp://127.0.0.1:{results_port}",
+                                frame_rings=str(rings.folder) if rings is not None else None)
+    worker = Worker.for_config(config, endpoints, worker_id, build_frame_scorer(config), context)
+    stop = threading.Event()
+    crashed: list[BaseException] = []
+
+    def serve() -> None:
+        try:
+            worker.run(stop)
+        except BaseException as exc:  # recorded for the test's assertions
+            crashed.append(exc)
+            raise
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield WorkerHarness(push, pull, worker, thread, crashed)
+    finally:
+        stop.set()
+        thread.join(10)
+        worker._close_monitor()  # open if the test ended before the handshake: term() would hang
+        worker._pull.close(0)
+        worker._push.close(0)
+        push.close(0)
+        pull.close(0)
+        context.term()
+        if rings is not None:
+            rings.close()
 
 
 @pytest.fixture(scope="session")

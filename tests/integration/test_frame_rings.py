@@ -5,20 +5,18 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 import time
 
 import numpy as np
 import pytest
-import zmq
 
 from app.service import Service
 from detector.frame_ring import DEFAULT_RING_PARENT, FrameRings, is_tmpfs
 from detector.wire import FrameMessage, ResultMessage, SlotRef, decode_worker_output
-from detector.worker import STALE_FRAME_ERROR, Worker, WorkerEndpoints, build_frame_scorer
+from detector.worker import STALE_FRAME_ERROR
 from producers.base import SourceFrame
 from producers.synthetic import load_face_bgr, make_frame
-from tests.conftest import wait_until
+from tests.conftest import serve_worker, wait_until
 
 pytestmark = [
     pytest.mark.slow, pytest.mark.timeout(300),
@@ -31,28 +29,8 @@ def ring_worker(make_config):
     """A worker thread that reads the rings of ``rings`` (as the service's own workers do)."""
     config = make_config(workers={"max_batch": 4, "max_wait_ms": 10})
     rings = FrameRings.create(max_slots=4)
-    context = zmq.Context()
-    push, pull = context.socket(zmq.PUSH), context.socket(zmq.PULL)
-    for sock in (push, pull):
-        sock.setsockopt(zmq.LINGER, 0)
-    frames_port = push.bind_to_random_port("tcp://127.0.0.1")
-    results_port = pull.bind_to_random_port("tcp://127.0.0.1")
-    endpoints = WorkerEndpoints(f"tcp://127.0.0.1:{frames_port}",
-                                f"tcp://127.0.0.1:{results_port}", frame_rings=str(rings.folder))
-    scorer = build_frame_scorer(config)
-    worker = Worker(config.workers, scorer.card.threshold, endpoints, "ring", scorer, context)
-    stop = threading.Event()
-    thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
-    thread.start()
-    yield rings, push, pull, worker
-    stop.set()
-    thread.join(10)
-    worker._pull.close(0)
-    worker._push.close(0)
-    push.close(0)
-    pull.close(0)
-    context.term()
-    rings.close()
+    with serve_worker(config, "ring", rings) as served:
+        yield rings, served.push, served.pull, served.worker
 
 
 def next_result(pull, timeout_s: float = 30.0) -> ResultMessage:

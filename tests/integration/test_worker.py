@@ -1,6 +1,5 @@
 """A worker over real ZeroMQ sockets, batching frames from several streams."""
 
-import contextlib
 import threading
 import time
 
@@ -11,36 +10,14 @@ import zmq
 from detector.wire import FrameMessage, ResultMessage, decode_worker_output
 from detector.worker import Worker, WorkerEndpoints, build_frame_scorer, results_endpoint_for
 from producers.synthetic import load_face_bgr, make_frame
+from tests.conftest import serve_worker
 
 
 @pytest.fixture
 def pool(make_config):
-    with serve_pool(make_config(workers={"max_batch": 6, "max_wait_ms": 200})) as served:
-        yield served
-
-
-@contextlib.contextmanager
-def serve_pool(config):
-    context = zmq.Context()
-    push = context.socket(zmq.PUSH)
-    pull = context.socket(zmq.PULL)
-    frames_port = push.bind_to_random_port("tcp://127.0.0.1")
-    results_port = pull.bind_to_random_port("tcp://127.0.0.1")
-    endpoints = WorkerEndpoints(f"tcp://127.0.0.1:{frames_port}", f"tcp://127.0.0.1:{results_port}")
-    worker = Worker.for_config(config, endpoints, "t0", build_frame_scorer(config), context)
-    stop = threading.Event()
-    thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
-    thread.start()
-    try:
-        yield push, pull, worker
-    finally:
-        stop.set()
-        thread.join(10)
-        worker._pull.close(0)
-        worker._push.close(0)
-        push.close(0)
-        pull.close(0)
-        context.term()
+    config = make_config(workers={"max_batch": 6, "max_wait_ms": 200})
+    with serve_worker(config, "t0") as served:
+        yield served.push, served.pull, served.worker
 
 
 def receive_results(pull, count, timeout_s=60):
@@ -120,10 +97,10 @@ def test_thumbnail_boxes_use_scoring_threshold_when_set_not_the_cards(make_confi
     config = make_config(workers={"max_batch": 1, "max_wait_ms": 0},
                          scoring={"threshold": threshold})
     # When the worker scores it with a thumbnail
-    with serve_pool(config) as (push, pull, _):
-        push.send_multipart(FrameMessage("cam", 0, 0.0, time.time(), image,
-                                         want_thumbnail=True).encode())
-        result = receive_results(pull, 1)[0]
+    with serve_worker(config, "t0") as served:
+        served.push.send_multipart(FrameMessage("cam", 0, 0.0, time.time(), image,
+                                                want_thumbnail=True).encode())
+        result = receive_results(served.pull, 1)[0]
     # Then the box has the verdict's colour
     assert abs(result.faces[0].fake_probability - probability) < 0.01
     red, green = box_pixels(result.thumbnail_jpeg)

@@ -8,12 +8,10 @@ from __future__ import annotations
 import json
 import logging
 import random
-import threading
 import time
 
 import numpy as np
 import pytest
-import zmq
 
 from detector.frame_ring import DEFAULT_RING_PARENT, FrameRings, is_tmpfs
 from detector.wire import (
@@ -26,8 +24,7 @@ from detector.wire import (
     WorkerStats,
     decode_worker_output,
 )
-from detector.worker import Worker, WorkerEndpoints, build_frame_scorer
-from tests.conftest import wait_until
+from tests.conftest import serve_worker, wait_until
 
 pytestmark = [
     pytest.mark.slow, pytest.mark.timeout(300),
@@ -152,38 +149,8 @@ def pool(make_config):
     rings = FrameRings.create(max_slots=RING_SLOTS)
     ring = rings.new_ring(RING_SLOT_PX * RING_SLOT_PX * 3, RING_SLOTS)
     RING_NAME[0] = SLOT["ring"] = ring.name
-    context = zmq.Context()
-    push = context.socket(zmq.PUSH)
-    pull = context.socket(zmq.PULL)
-    push.setsockopt(zmq.LINGER, 0)
-    pull.setsockopt(zmq.LINGER, 0)
-    frames_port = push.bind_to_random_port("tcp://127.0.0.1")
-    results_port = pull.bind_to_random_port("tcp://127.0.0.1")
-    endpoints = WorkerEndpoints(f"tcp://127.0.0.1:{frames_port}", f"tcp://127.0.0.1:{results_port}",
-                                frame_rings=str(rings.folder))
-    scorer = build_frame_scorer(config)
-    worker = Worker(config.workers, scorer.card.threshold, endpoints, "fuzz", scorer, context)
-    stop = threading.Event()
-    crashed: list[BaseException] = []
-
-    def serve():
-        try:
-            worker.run(stop)
-        except BaseException as exc:  # recorded for the assertion
-            crashed.append(exc)
-            raise
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield push, pull, worker, thread, crashed, ring
-    stop.set()
-    thread.join(10)
-    worker._pull.close(0)
-    worker._push.close(0)
-    push.close(0)
-    pull.close(0)
-    context.term()
-    rings.close()
+    with serve_worker(config, "fuzz", rings) as served:
+        yield served.push, served.pull, served.worker, served.thread, served.crashed, ring
 
 
 def test_ten_thousand_bad_messages_are_counted_and_the_worker_still_scores(pool, caplog):
