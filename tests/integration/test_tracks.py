@@ -14,7 +14,8 @@ from detector.boxes import box_iou
 from detector.records import HistoryEntry
 from detector.wire import TRACK_DETECT, DetectRequest, FrameMessage, TrackHint
 from producers.synthetic import FacePath, load_face_bgr, make_faces_frame, write_faces_video
-from tests.integration.test_worker import receive_results, serve_pool
+from tests.conftest import serve_worker
+from tests.integration.test_worker import receive_results
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -102,7 +103,8 @@ def test_a_worker_looks_only_near_the_hinted_boxes_and_answers_per_track(make_co
     face = load_face_bgr()
     image = make_faces_frame(8, 640, 360, face, PATHS)
     config = make_config(faces={"detector": "haar"})
-    with serve_pool(config) as (push, pull, worker):
+    with serve_worker(config, "t0") as served:
+        push, pull = served.push, served.pull
         # given the full detection of a frame
         push.send_multipart(FrameMessage("cam", 8, None, time.time(), image).encode())
         (full,) = receive_results(pull, 1)
