@@ -171,7 +171,7 @@ def train_command(args: argparse.Namespace) -> int:
     card = publish_model(state, run_dir, models_dir, config.model.name,
                          dev_labels if dev_labels.is_file() else None, Path(args.cache_dir),
                          export_litert=args.litert, version=args.version,
-                         average_last=args.average_last)
+                         average_last=args.average_last, epoch=args.epoch)
     print(f"model card written to {card}")
     return 0
 
@@ -342,6 +342,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--average-last", type=int, default=0, metavar="K",
                    help="publish the mean of the last K epochs' weights (at the final size) "
                         "instead of the one epoch with the best dev AUC")
+    p.add_argument("--epoch", type=int, default=None, metavar="N",
+                   help="publish finished epoch N instead of the one with the best dev AUC")
     p.add_argument("--version", default="0.1.0", help="version written into the card")
     p.set_defaults(func=train_command)
 

@@ -35,6 +35,20 @@ def last_epochs(state: RunState, count: int) -> list[dict]:
     return at_final_size[-count:]
 
 
+def chosen_by_number(state: RunState, epoch: int) -> dict:
+    """The history record of finished epoch ``epoch``, which must be at the final size."""
+    final_size = state.history[-1]["input_size_px"] if state.history else None
+    for record in state.history:
+        if record["epoch"] == epoch:
+            if record["input_size_px"] != final_size:
+                raise ValueError(f"epoch {epoch} ran at {record['input_size_px']} px, not the "
+                                 f"run's final {final_size} px")
+            return record
+    done = [h["epoch"] for h in state.history]
+    raise ValueError(f"the run has no finished epoch {epoch} (finished: "
+                     f"{', '.join(map(str, done)) or 'none'})")
+
+
 def average_checkpoints(model, paths: list[Path]) -> None:
     """Load into ``model`` the mean of the checkpoints in ``paths`` (same architecture).
 
@@ -71,19 +85,25 @@ def publish_model(
     face_margin: float = TRAIN_SETTINGS.face_margin,
     export_litert: bool = False,
     average_last: int = 0,
+    epoch: int | None = None,
 ) -> Path:
     """Copy the chosen epoch's weights to ``models/<name>.weights.h5``, calibrate the threshold on
     dev, write the card ``models/<name>.toml`` and ``models/<name>.train_metrics.json``.
 
     ``average_last = K`` publishes the mean of the last K epochs' weights (at the final size)
-    instead of the single epoch with the best dev AUC.
+    instead of the single epoch with the best dev AUC; ``epoch = N`` publishes epoch N (a
+    finished epoch at the final size) whatever its dev AUC.
 
     Returns:
         the card path.
     """
     settings = TrainSettings(**{**state.settings,
                                 "schedule": tuple(tuple(p) for p in state.settings["schedule"])})
-    if average_last > 0:
+    if average_last > 0 and epoch is not None:
+        raise ValueError("publish either one named epoch or the mean of the last epochs, not both")
+    if epoch is not None:
+        chosen, epochs = chosen_by_number(state, epoch), [epoch]
+    elif average_last > 0:
         averaged = last_epochs(state, average_last)
         chosen, epochs = averaged[-1], [h["epoch"] for h in averaged]
     else:

@@ -90,7 +90,7 @@ def test_a_run_checkpoints_each_epoch_resumes_and_publishes_a_card(tiny_cache, t
     assert summary["chosen_epoch"] == 2 and len(summary["history"]) == 2
 
 
-def test_publishing_the_mean_of_the_last_epochs_averages_their_weights(tiny_cache, tmp_path):
+def test_publishing_the_mean_of_the_last_epochs_averages_their_weights_and_one_epoch_as_is(tiny_cache, tmp_path):
     from detector.efficientnet import EfficientNetB0Classifier
 
     rows, cache = tiny_cache
@@ -116,6 +116,21 @@ def test_publishing_the_mean_of_the_last_epochs_averages_their_weights(tiny_cach
             np.testing.assert_allclose(mean, (a.astype(np.float64) + b) / 2, rtol=1e-5, atol=1e-6)
             moved += int(not np.array_equal(a, b))
     assert moved > 0  # the two epochs differ, so the mean is neither of them
+
+    named = load_model_card(publish_model(state, run, tmp_path / "named", "one", dev_labels=None,
+                                          cache_dir=cache, epoch=2))
+    assert json.loads((tmp_path / "named" / "one.train_metrics.json").read_text())[
+        "chosen_epoch"] == 2
+    model.load_weights(str(named.weights_path))
+    for a, b in zip(per_epoch[0], model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="no finished epoch 7 .finished: 1, 2, 3"):
+        publish_model(state, run, tmp_path / "none", "x", dev_labels=None, cache_dir=cache,
+                      epoch=7)
+    with pytest.raises(ValueError, match="not both"):
+        publish_model(state, run, tmp_path / "none", "x", dev_labels=None, cache_dir=cache,
+                      epoch=2, average_last=2)
+    assert not (tmp_path / "none").exists()
 
 
 def test_a_run_folder_refuses_other_settings(tiny_cache, tmp_path):
