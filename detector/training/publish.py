@@ -17,12 +17,17 @@ from detector.training.train import RunState
 log = logging.getLogger(__name__)
 
 
+def final_size(state: RunState) -> int:
+    """The input size of the run's last finished epoch."""
+    return state.history[-1]["input_size_px"]
+
+
 def choose_epoch(state: RunState, final_size_only: bool = True) -> dict:
     """The epoch with the best dev item AUC (ties → later), among epochs at the final size."""
-    final_size = state.history[-1]["input_size_px"]
+    size = final_size(state)
     candidates = [h for h in state.history
                   if h["dev_item_auc"] is not None
-                  and (not final_size_only or h["input_size_px"] == final_size)]
+                  and (not final_size_only or h["input_size_px"] == size)]
     if not candidates:
         return state.history[-1]
     return max(candidates, key=lambda h: (h["dev_item_auc"], h["epoch"]))
@@ -30,19 +35,18 @@ def choose_epoch(state: RunState, final_size_only: bool = True) -> dict:
 
 def last_epochs(state: RunState, count: int) -> list[dict]:
     """The last ``count`` finished epochs at the final input size (fewer if the run has fewer)."""
-    final_size = state.history[-1]["input_size_px"]
-    at_final_size = [h for h in state.history if h["input_size_px"] == final_size]
+    size = final_size(state)
+    at_final_size = [h for h in state.history if h["input_size_px"] == size]
     return at_final_size[-count:]
 
 
 def chosen_by_number(state: RunState, epoch: int) -> dict:
     """The history record of finished epoch ``epoch``, which must be at the final size."""
-    final_size = state.history[-1]["input_size_px"] if state.history else None
     for record in state.history:
         if record["epoch"] == epoch:
-            if record["input_size_px"] != final_size:
+            if record["input_size_px"] != final_size(state):
                 raise ValueError(f"epoch {epoch} ran at {record['input_size_px']} px, not the "
-                                 f"run's final {final_size} px")
+                                 f"run's final {final_size(state)} px")
             return record
     done = [h["epoch"] for h in state.history]
     raise ValueError(f"the run has no finished epoch {epoch} (finished: "
