@@ -127,6 +127,11 @@ def fetch_landmarks_command(args: argparse.Namespace) -> int:
 @_plain_errors
 def train_command(args: argparse.Namespace) -> int:
     """Train (or resume), then publish the chosen epoch with its card."""
+    if args.no_publish and args.publish_only:
+        raise ValueError("--no-publish and --publish-only contradict each other: choose one")
+    if args.no_publish and (args.epoch is not None or args.average_last):
+        raise ValueError("--epoch and --average-last choose what to publish, so they cannot be "
+                         "combined with --no-publish (publish later with --publish-only)")
     config = _config(args)
     split = _split_path(config, args)
     if not split.is_file():

@@ -140,6 +140,18 @@ def test_train_error_is_one_line_without_tensorflow_noise(tmp_path):
     assert missing.stderr.startswith("error: split file") and missing.stderr.count("\n") == 1
 
 
+@pytest.mark.parametrize("flags, message", [
+    (["--no-publish", "--epoch", "3"], "cannot be combined with --no-publish"),
+    (["--no-publish", "--average-last", "2"], "cannot be combined with --no-publish"),
+    (["--no-publish", "--publish-only"], "contradict each other"),
+])
+def test_train_refuses_publish_choices_it_would_ignore(tmp_path, flags, message):
+    result = cli("train", *flags, "--run-dir", str(tmp_path / "run"), cwd=tmp_path)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.startswith("error: ") and message in result.stderr
+    assert result.stderr.count("\n") == 1 and not (tmp_path / "run").exists()
+
+
 def test_every_subcommand_has_a_description_and_every_option_a_help_text():
     from app.cli import build_parser
 
