@@ -51,7 +51,7 @@ class SelfBlendSettings:
 # defaults) made sbi_b0 0.1.0: colour shifts on every source and a smooth mask outline. "v2" moves
 # toward the published recipe: the RGB shift on 30 % of sources, milder HSV and contrast changes,
 # and an elastically warped mask outline (face-swap masks follow landmarks, not ellipses). It was
-# tried and not adopted (models/sbi_b0.md).
+# tried and not adopted (models/sbi_b0.history.md).
 BLEND_RECIPES = {
     "v1": SelfBlendSettings(),
     "v2": SelfBlendSettings(hue_shift_deg=4.0, saturation_shift=0.1, value_shift=0.1,
