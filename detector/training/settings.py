@@ -45,6 +45,9 @@ class TrainSettings:
     # last ``unfreeze_last_epochs``: frozen layers skip their gradients (bench/train_speed.py).
     frozen_stages: int = 0
     unfreeze_last_epochs: int = 0
+    # Sharpness-aware minimisation around AdamW (the published recipe's optimiser wrapper):
+    # the radius of its ascent step; 0 = plain AdamW steps (detector.training.sam).
+    sam_rho: float = 0.0
 
     def __post_init__(self) -> None:
         if self.init not in INITS:
@@ -67,6 +70,8 @@ class TrainSettings:
             )
         if self.unfreeze_last_epochs < 0:
             raise ValueError(f"expected unfreeze_last_epochs >= 0, got {self.unfreeze_last_epochs}")
+        if not 0.0 <= self.sam_rho <= 1.0:
+            raise ValueError(f"expected 0 <= sam_rho <= 1, got {self.sam_rho}")
 
     def frozen_prefixes_at(self, epoch: int) -> tuple[str, ...]:
         """Name prefixes of the layers frozen in 0-based ``epoch`` (empty: all train)."""

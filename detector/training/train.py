@@ -43,6 +43,7 @@ from detector.training.prepare import (
     TRAIN_CONTEXT_SETTINGS,
     TRAIN_SETTINGS,
 )
+from detector.training.sam import use_sam
 from detector.training.self_blend import BLEND_RECIPES
 from detector.training.settings import TrainSettings, jsonable
 from detector.training.split import SplitRow
@@ -101,6 +102,8 @@ def _compile(model, settings: TrainSettings, learning_rate: float) -> None:
         metrics=[keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")],
         jit_compile=False,  # XLA on CPU was ~10x slower here
     )
+    if settings.sam_rho:
+        use_sam(model, settings.sam_rho)
 
 
 @dataclass

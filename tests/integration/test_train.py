@@ -310,9 +310,28 @@ def test_frozen_stages_keep_their_weights_until_the_last_epochs_unfreeze_them(ti
     assert not np.array_equal(layer_weights(1, "stem_conv")[0], layer_weights(2, "stem_conv")[0])
 
 
+def test_a_sam_run_trains_keeps_its_radius_and_resumes_only_with_it(tiny_cache, tmp_path):
+    from detector.training.train import build_model
+
+    rows, cache = tiny_cache
+    settings = _settings(sam_rho=0.05)
+    initial = build_model(settings, 32).get_weights()
+    run = tmp_path / "run"
+    state = train_model(rows, cache, run, settings, dev_labels=None, workers=1, stop_after_epochs=1)
+    assert json.loads((run / "state.json").read_text())["settings"]["sam_rho"] == 0.05
+    assert np.isfinite(state.history[0]["loss"])
+    model = build_model(settings, 32)
+    model.load_weights(str(run / "epoch_1.weights.h5"))
+    assert not all(np.array_equal(a, b) for a, b in zip(initial, model.get_weights()))
+    with pytest.raises(ValueError, match="other settings"):
+        train_model(rows, cache, run, _settings(), dev_labels=None, workers=1)
+    assert train_model(rows, cache, run, settings, dev_labels=None, workers=1).epochs_done == 2
+
+
 @pytest.mark.parametrize("changes,message", [
     ({"frozen_stages": 4}, "frozen_stages"),
     ({"unfreeze_last_epochs": -1}, "unfreeze_last_epochs"),
+    ({"sam_rho": 1.5}, "sam_rho"),
 ])
 def test_bad_freeze_settings_are_rejected(changes, message):
     with pytest.raises(ValueError, match=message):
