@@ -155,6 +155,7 @@ def train_command(args: argparse.Namespace) -> int:
         frozen_stages=args.frozen_stages,
         unfreeze_last_epochs=args.unfreeze_last,
         sam_rho=args.sam_rho,
+        pair_downscale=args.pair_downscale,
     )
     if settings.sam_rho:
         from detector.training.sam import check_backend
@@ -344,6 +345,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="sharpness-aware minimisation around AdamW with this radius, as the "
                         "published recipe trains (0.05 there; about 2x the time per step; "
                         "default 0: plain AdamW)")
+    p.add_argument("--pair-downscale", type=float, default=0.0, metavar="SHARE",
+                   help="recipe v3 and its cross-identity variants: scale this share of the "
+                        "real/fake pairs down together (to 40-90 %% of their size) and back up "
+                        "before the JPEG step, like faces filmed smaller (default 0)")
     p.add_argument("--stop-after", type=int, default=None,
                    help="stop after this many epochs (a short comparison run)")
     p.add_argument("--no-publish", action="store_true", help="train only; do not write the model")

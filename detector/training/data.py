@@ -218,10 +218,12 @@ class SelfBlendBatches(keras.utils.PyDataset):
                 real, fake = make_cross_pair(
                     self._faces.crops_rgb[i], self._faces.boxes_xyxy[i],
                     self._faces.landmarks_xy[i], self._faces.crops_rgb[source],
-                    self._faces.landmarks_xy[source], self._size, rng)
+                    self._faces.landmarks_xy[source], self._size, rng,
+                    self._settings.pair_downscale)
             elif self._blend is None:
                 real, fake = make_pair_v3(self._faces.crops_rgb[i], self._faces.boxes_xyxy[i],
-                                          self._faces.landmarks_xy[i], self._size, rng)
+                                          self._faces.landmarks_xy[i], self._size, rng,
+                                          self._settings.pair_downscale)
             else:
                 real, fake = make_pair(self._faces.crops_rgb[i], self._size, self._margin, rng,
                                        self._blend)

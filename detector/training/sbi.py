@@ -13,7 +13,9 @@ resolution) and its 468 face-mesh landmarks:
 4. the mask is resized to a random 192–256 px, blurred, eroded to where it was 1, blurred again,
    normalised and resized back, then scaled by a blend ratio; ``fake = src·m + tgt·(1 − m)``;
 5. the real and the fake get the same augmentation (RGB shift, brightness/contrast, JPEG 40–100,
-   one set of parameters for both);
+   one set of parameters for both); optionally (``downscale_share``, not in the published recipe)
+   some pairs are first scaled down together and back up, as a face filmed at a lower
+   resolution would be;
 6. both are cut at the detector's box grown by an independent random 5–20 % per side (clipped to
    the context, never padded) and resized — serving uses the middle of that range (12.5 %).
 
@@ -55,6 +57,10 @@ class PairParams:
     brightness: float | None  # fraction of 255 added
     contrast: float | None  # gain is 1 + contrast
     jpeg_quality: int | None
+    downscale: float | None = None  # both scaled by this, then back up, before the JPEG
+
+
+PAIR_DOWNSCALE_RANGE = (0.4, 0.9)  # of the context's size: a 200 px face box becomes 80–180 px
 
 
 # --- masks ------------------------------------------------------------------------------------
@@ -255,15 +261,19 @@ def self_blend_v3(image_rgb: np.ndarray, points_xy: np.ndarray, rng: np.random.G
     return real, fake, weight.astype(np.float32)
 
 
-def draw_pair_params(rng: np.random.Generator) -> PairParams:
-    """Step 5's parameters, drawn once for a real and its fake."""
+def draw_pair_params(rng: np.random.Generator, downscale_share: float = 0.0) -> PairParams:
+    """Step 5's parameters, drawn once for a real and its fake; with ``downscale_share`` that
+    share of pairs is also scaled down (drawn last, so the other draws do not depend on it)."""
     rgb = tuple(float(v) for v in rng.uniform(-20.0, 20.0, 3)) if rng.random() < 0.3 else None
     if rng.random() < 0.3:
         brightness, contrast = float(rng.uniform(-0.3, 0.3)), float(rng.uniform(-0.3, 0.3))
     else:
         brightness = contrast = None
     quality = int(rng.integers(40, 101)) if rng.random() < 0.5 else None
-    return PairParams(rgb, brightness, contrast, quality)
+    downscale = None
+    if downscale_share > 0 and rng.random() < downscale_share:
+        downscale = float(rng.uniform(*PAIR_DOWNSCALE_RANGE))
+    return PairParams(rgb, brightness, contrast, quality, downscale)
 
 
 def apply_pair_params(image_rgb: np.ndarray, params: PairParams) -> np.ndarray:
@@ -276,6 +286,11 @@ def apply_pair_params(image_rgb: np.ndarray, params: PairParams) -> np.ndarray:
         if params.brightness is not None:
             work = _brightness_contrast(work, params.brightness, params.contrast)
         out = np.clip(np.round(work), 0, 255).astype(np.uint8)
+    if params.downscale is not None:
+        height, width = out.shape[:2]
+        small = (max(8, round(width * params.downscale)), max(8, round(height * params.downscale)))
+        out = cv2.resize(cv2.resize(np.ascontiguousarray(out), small, interpolation=cv2.INTER_AREA),
+                         (width, height), interpolation=cv2.INTER_LINEAR)
     if params.jpeg_quality is not None:
         ok, encoded = cv2.imencode(".jpg", np.ascontiguousarray(out),
                                    [cv2.IMWRITE_JPEG_QUALITY, params.jpeg_quality])
@@ -290,13 +305,13 @@ def random_crop_margins(rng: np.random.Generator) -> tuple[float, float, float, 
 
 
 def make_pair_v3(context_rgb: np.ndarray, box_xyxy, points_xy: np.ndarray, size_px: int,
-                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+                 rng: np.random.Generator, downscale_share: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """One real and its pseudo-fake at ``size_px``, steps 1–6."""
     image, box, points = context_rgb, box_xyxy, points_xy
     if rng.random() < 0.5:
         image, box, points = flip_context(image, box, points)
     real, fake, _ = self_blend_v3(image, points, rng)
-    params = draw_pair_params(rng)
+    params = draw_pair_params(rng, downscale_share)
     real, fake = apply_pair_params(real, params), apply_pair_params(fake, params)
     region = box_crop_region(box, real.shape[:2], random_crop_margins(rng))
     return cut_and_resize(real, region, size_px), cut_and_resize(fake, region, size_px)
@@ -363,14 +378,14 @@ def cross_blend(target_rgb: np.ndarray, target_points: np.ndarray, source_rgb: n
 
 def make_cross_pair(context_rgb: np.ndarray, box_xyxy, points_xy: np.ndarray,
                     source_rgb: np.ndarray, source_points: np.ndarray, size_px: int,
-                    rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+                    rng: np.random.Generator, downscale_share: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """:func:`make_pair_v3` with a cross-identity blend instead of a self-blend."""
     image, box, points = context_rgb, box_xyxy, points_xy
     if rng.random() < 0.5:
         image, box, points = flip_context(image, box, points)
         source_rgb, _, source_points = flip_context(source_rgb, (0, 0, 1, 1), source_points)
     real, fake, _ = cross_blend(image, points, source_rgb, source_points, rng)
-    params = draw_pair_params(rng)
+    params = draw_pair_params(rng, downscale_share)
     real, fake = apply_pair_params(real, params), apply_pair_params(fake, params)
     region = box_crop_region(box, real.shape[:2], random_crop_margins(rng))
     return cut_and_resize(real, region, size_px), cut_and_resize(fake, region, size_px)

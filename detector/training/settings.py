@@ -48,6 +48,9 @@ class TrainSettings:
     # Sharpness-aware minimisation around AdamW (the published recipe's optimiser wrapper):
     # the radius of its ascent step; 0 = plain AdamW steps (detector.training.sam).
     sam_rho: float = 0.0
+    # Recipe v3 and its cross-identity variants: the share of pairs scaled down together and
+    # back up before the JPEG step (faces filmed smaller), detector.training.sbi; 0 = none.
+    pair_downscale: float = 0.0
 
     def __post_init__(self) -> None:
         if self.init not in INITS:
@@ -72,6 +75,11 @@ class TrainSettings:
             raise ValueError(f"expected unfreeze_last_epochs >= 0, got {self.unfreeze_last_epochs}")
         if not 0.0 <= self.sam_rho <= 1.0:
             raise ValueError(f"expected 0 <= sam_rho <= 1, got {self.sam_rho}")
+        if not 0.0 <= self.pair_downscale <= 1.0:
+            raise ValueError(f"expected 0 <= pair_downscale <= 1, got {self.pair_downscale}")
+        if self.pair_downscale and not self.uses_context:
+            raise ValueError("pair_downscale applies to the context recipes "
+                             f"({', '.join(CONTEXT_RECIPES)}), not {self.blend_recipe!r}")
 
     def frozen_prefixes_at(self, epoch: int) -> tuple[str, ...]:
         """Name prefixes of the layers frozen in 0-based ``epoch`` (empty: all train)."""

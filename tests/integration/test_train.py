@@ -227,6 +227,22 @@ def test_a_v3_run_trains_on_context_crops_and_publishes_a_box_crop_card(tiny_con
     assert card.crop_rule == "box" and card.face_margin == pytest.approx(0.125)
 
 
+def test_pair_downscale_reaches_the_batches_of_both_pseudo_fake_families(tiny_context_cache):
+    from detector.training.data import SelfBlendBatches, load_face_set
+
+    rows, cache = tiny_context_cache
+    faces = load_face_set(rows, "train", cache, TRAIN_CONTEXT_SETTINGS)
+    for recipe in ("v3", "v3x"):
+        batches = {share: SelfBlendBatches(faces, _settings(blend_recipe=recipe, schedule=((64, 1),),
+                                                             batch_size=8, pair_downscale=share),
+                                           0, 1, 0.125)[0][0]
+                   for share in (0.0, 1.0)}
+        plain, smaller = batches[0.0], batches[1.0]
+        assert plain.shape == smaller.shape == (8, 64, 64, 3)
+        detail = [np.abs(np.diff(b, axis=2)).mean() for b in (plain, smaller)]
+        assert detail[1] < 0.9 * detail[0], recipe  # every pair lost fine detail
+
+
 def test_a_v3_run_without_a_context_cache_says_to_prepare_landmarks(tiny_cache, tmp_path):
     rows, cache = tiny_cache  # a crop-layout cache only
     with pytest.raises(ValueError, match="prepare --landmarks"):
@@ -332,6 +348,8 @@ def test_a_sam_run_trains_keeps_its_radius_and_resumes_only_with_it(tiny_cache, 
     ({"frozen_stages": 4}, "frozen_stages"),
     ({"unfreeze_last_epochs": -1}, "unfreeze_last_epochs"),
     ({"sam_rho": 1.5}, "sam_rho"),
+    ({"pair_downscale": 0.3}, "pair_downscale applies to the context recipes"),
+    ({"pair_downscale": 1.5, "blend_recipe": "v3"}, "pair_downscale"),
 ])
 def test_bad_freeze_settings_are_rejected(changes, message):
     with pytest.raises(ValueError, match=message):

@@ -18,6 +18,7 @@ from detector.training.landmarks import (
 from detector.training.sbi import (
     CROP_MARGIN_RANGE,
     HULL_TYPES,
+    PAIR_DOWNSCALE_RANGE,
     apply_pair_params,
     draw_pair_params,
     flip_context,
@@ -136,6 +137,36 @@ def test_the_paired_augmentation_uses_one_set_of_parameters_for_both():
     for seed in range(20):
         real, fake = make_pair_v3(image, box, mesh, 224, np.random.default_rng(seed))
         assert np.array_equal(real[:20], fake[:20]), seed  # rows above the face, flipped or not
+
+
+def test_pair_downscale_off_draws_exactly_what_the_published_recipe_draws():
+    for seed in range(20):
+        plain_rng, off_rng = np.random.default_rng(seed), np.random.default_rng(seed)
+        params = draw_pair_params(off_rng, 0.0)
+        assert params == draw_pair_params(plain_rng) and params.downscale is None
+        assert plain_rng.random() == off_rng.random()  # the same stream afterwards
+
+
+def test_pair_downscale_takes_its_share_of_pairs_in_range_and_blurs_both_alike():
+    rng = np.random.default_rng(3)
+    factors = [draw_pair_params(rng, 0.3).downscale for _ in range(2000)]
+    drawn = [f for f in factors if f is not None]
+    assert 0.26 < len(drawn) / len(factors) < 0.34
+    low, high = PAIR_DOWNSCALE_RANGE
+    assert all(low <= f <= high for f in drawn)
+
+    image = textured_image()
+    params = draw_pair_params(np.random.default_rng(0), 1.0)
+    params = type(params)(None, None, None, None, params.downscale)  # the downscale alone
+    out = apply_pair_params(image, params)
+    assert out.shape == image.shape and out.dtype == np.uint8
+    detail = np.abs(np.diff(image.astype(float), axis=1)).mean()
+    assert np.abs(np.diff(out.astype(float), axis=1)).mean() < 0.7 * detail
+    mesh = synthetic_mesh(cx=80, cy=110, rx=30, ry=40)
+    box = (20.0, 20.0, 200.0, 230.0)
+    for seed in range(10):
+        real, fake = make_pair_v3(image, box, mesh, 224, np.random.default_rng(seed), 1.0)
+        assert np.array_equal(real[:20], fake[:20]), seed  # far from the face: the same pixels
 
 
 def test_flip_mirrors_the_box_and_the_landmarks():
