@@ -1,6 +1,7 @@
 """Fit EfficientNet-B0 on real faces and their self-blended pseudo-fakes, epoch by epoch, resumable.
 
-Keras 3 only (no ``tf.*``), so the loop runs on the TensorFlow, JAX or PyTorch backend. Training
+Keras 3 only (no ``tf.*``), so the loop runs on the TensorFlow, JAX or PyTorch backend (the SAM
+step of ``--sam-rho`` is TensorFlow's: ``detector.training.sam``). Training
 follows a resolution schedule (e.g. 128 px warm-up, then 160 px): the weights do not depend on the
 input size, so each phase builds the model at its size and copies the weights over. After every
 epoch the weights and a ``state.json`` are written to the run folder; a new run with the same folder
