@@ -335,7 +335,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--blend-recipe", choices=RECIPES, default="v1",
                    help="self-blend recipe: v1 made sbi_b0 0.1.0, v2 was tried "
                         "(detector/training/self_blend.py), v3 is the published recipe on landmarks "
-                        "(detector/training/sbi.py; needs `prepare --landmarks`)")
+                        "(detector/training/sbi.py; needs `prepare --landmarks`); v3x, v3x75 and v3x100 "
+                        "make 50, 75 and 100 %% of v3's pseudo-fakes cross-identity blends")
     p.add_argument("--frozen-stages", type=int, default=0,
                    help="freeze the stem and the first N stages (0-3) to train faster "
                         "(bench/train_speed.py: 1.8x at N=2 on 2 CPU cores)")

@@ -13,8 +13,8 @@ STD_RGB = (0.5, 0.5, 0.5)
 INITS = ("lite0", "random")
 # v1/v2 blend square crops inside the face box (detector.training.self_blend); v3 is the published recipe
 # on context crops with landmarks (detector.training.sbi), cropped with the "box" rule.
-# v3x, v3x75: recipe v3 where this share of the pseudo-fakes are cross-identity blends instead
-CROSS_IDENTITY_SHARE = {"v3": 0.0, "v3x": 0.5, "v3x75": 0.75}
+# v3x, v3x75, v3x100: recipe v3 where this share of the pseudo-fakes are cross-identity blends instead
+CROSS_IDENTITY_SHARE = {"v3": 0.0, "v3x": 0.5, "v3x75": 0.75, "v3x100": 1.0}
 CONTEXT_RECIPES = tuple(CROSS_IDENTITY_SHARE)
 RECIPES = (*BLEND_RECIPES, *CONTEXT_RECIPES)
 MAX_FROZEN_STAGES = 3

@@ -243,6 +243,37 @@ def test_pair_downscale_reaches_the_batches_of_both_pseudo_fake_families(tiny_co
         assert detail[1] < 0.9 * detail[0], recipe  # every pair lost fine detail
 
 
+def test_the_cross_identity_share_of_each_context_recipe_is_the_share_of_cross_pairs(
+        tiny_context_cache, monkeypatch):
+    import detector.training.data as data
+    from detector.training.settings import CROSS_IDENTITY_SHARE
+
+    rows, cache = tiny_context_cache
+    faces = data.load_face_set(rows, "train", cache, TRAIN_CONTEXT_SETTINGS)
+    calls = {"cross": 0, "self": 0}
+
+    def counting(kind, make):
+        def wrapped(*args, **kwargs):
+            calls[kind] += 1
+            return make(*args, **kwargs)
+        return wrapped
+
+    monkeypatch.setattr(data, "make_cross_pair", counting("cross", data.make_cross_pair))
+    monkeypatch.setattr(data, "make_pair_v3", counting("self", data.make_pair_v3))
+    shares = {}
+    for recipe in ("v3", "v3x", "v3x100"):
+        calls.update(cross=0, self=0)
+        batches = data.SelfBlendBatches(faces, _settings(blend_recipe=recipe, schedule=((64, 1),),
+                                                         batch_size=8), 0, 6, 0.125)
+        for step in range(len(batches)):
+            batches[step]
+        assert calls["cross"] + calls["self"] == 6 * 4, recipe
+        shares[recipe] = calls["cross"] / 24
+    assert shares["v3"] == CROSS_IDENTITY_SHARE["v3"] == 0.0
+    assert shares["v3x100"] == CROSS_IDENTITY_SHARE["v3x100"] == 1.0  # no self-blend at all
+    assert 0.2 < shares["v3x"] < 0.8
+
+
 def test_a_v3_run_without_a_context_cache_says_to_prepare_landmarks(tiny_cache, tmp_path):
     rows, cache = tiny_cache  # a crop-layout cache only
     with pytest.raises(ValueError, match="prepare --landmarks"):
