@@ -271,7 +271,7 @@ def _data(parser: argparse.ArgumentParser) -> None:
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the model subcommands to ``subparsers``."""
     from detector.runtime_kinds import RUNTIMES
-    from detector.training.settings import RECIPES
+    from detector.training.settings import CROSS_IDENTITY_SHARE, RECIPES
 
     p = subparsers.add_parser(
         "prepare", help="detect and crop training/dev faces into the cache (idempotent)",
@@ -335,8 +335,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--blend-recipe", choices=RECIPES, default="v1",
                    help="self-blend recipe: v1 made sbi_b0 0.1.0, v2 was tried "
                         "(detector/training/self_blend.py), v3 is the published recipe on landmarks "
-                        "(detector/training/sbi.py; needs `prepare --landmarks`); v3x, v3x75 and v3x100 "
-                        "make 50, 75 and 100 %% of v3's pseudo-fakes cross-identity blends")
+                        "(detector/training/sbi.py; needs `prepare --landmarks`); the share of v3's "
+                        "pseudo-fakes that are cross-identity blends instead: "
+                        + ", ".join(f"{name} {100 * share:.0f} %%" for name, share
+                                    in CROSS_IDENTITY_SHARE.items()))
     p.add_argument("--frozen-stages", type=int, default=0,
                    help="freeze the stem and the first N stages (0-3) to train faster "
                         "(bench/train_speed.py: 1.8x at N=2 on 2 CPU cores)")

@@ -260,15 +260,17 @@ def test_the_cross_identity_share_of_each_context_recipe_is_the_share_of_cross_p
 
     monkeypatch.setattr(data, "make_cross_pair", counting("cross", data.make_cross_pair))
     monkeypatch.setattr(data, "make_pair_v3", counting("self", data.make_pair_v3))
+    steps, batch_size = 6, 8
+    pairs = steps * batch_size // 2  # each batch: half reals, half their pseudo-fakes
     shares = {}
     for recipe in ("v3", "v3x", "v3x100"):
         calls.update(cross=0, self=0)
         batches = data.SelfBlendBatches(faces, _settings(blend_recipe=recipe, schedule=((64, 1),),
-                                                         batch_size=8), 0, 6, 0.125)
+                                                         batch_size=batch_size), 0, steps, 0.125)
         for step in range(len(batches)):
             batches[step]
-        assert calls["cross"] + calls["self"] == 6 * 4, recipe
-        shares[recipe] = calls["cross"] / 24
+        assert calls["cross"] + calls["self"] == pairs, recipe
+        shares[recipe] = calls["cross"] / pairs
     assert shares["v3"] == CROSS_IDENTITY_SHARE["v3"] == 0.0
     assert shares["v3x100"] == CROSS_IDENTITY_SHARE["v3x100"] == 1.0  # no self-blend at all
     assert 0.2 < shares["v3x"] < 0.8
