@@ -156,6 +156,7 @@ def train_command(args: argparse.Namespace) -> int:
         unfreeze_last_epochs=args.unfreeze_last,
         sam_rho=args.sam_rho,
         pair_downscale=args.pair_downscale,
+        cross_candidates=args.cross_candidates,
     )
     if settings.sam_rho:
         from detector.training.sam import check_backend
@@ -352,6 +353,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="recipe v3 and its cross-identity variants: scale this share of the "
                         "real/fake pairs down together (to 40-90 %% of their size) and back up "
                         "before the JPEG step, like faces filmed smaller (default 0)")
+    p.add_argument("--cross-candidates", type=int, default=48, metavar="N",
+                   help="cross-identity blends: draw N faces of other people at random and take "
+                        "the one whose landmarks are nearest the target's as the source "
+                        "(default 48)")
     p.add_argument("--stop-after", type=int, default=None,
                    help="stop after this many epochs (a short comparison run)")
     p.add_argument("--no-publish", action="store_true", help="train only; do not write the model")

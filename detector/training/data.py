@@ -231,12 +231,13 @@ class SelfBlendBatches(keras.utils.PyDataset):
             labels.extend([0.0, 1.0])
         return normalise(np.stack(images)), np.asarray(labels, np.float32)[:, None]
 
-    def _cross_source(self, target: int, rng: np.random.Generator, candidates: int = 48):
+    def _cross_source(self, target: int, rng: np.random.Generator):
         """With the recipe's share, another person's face whose landmarks are nearest the
-        target's among a random few (pose and expression alike); else ``None``."""
+        target's among ``cross_candidates`` drawn at random (pose and expression alike);
+        else ``None``."""
         if rng.random() >= self._cross_share:
             return None
-        pool = rng.integers(len(self._faces), size=candidates)
+        pool = rng.integers(len(self._faces), size=self._settings.cross_candidates)
         pool = pool[self._faces.groups[pool] != self._faces.groups[target]]
         if not len(pool):
             return None

@@ -51,6 +51,9 @@ class TrainSettings:
     # Recipe v3 and its cross-identity variants: the share of pairs scaled down together and
     # back up before the JPEG step (faces filmed smaller), detector.training.sbi; 0 = none.
     pair_downscale: float = 0.0
+    # Cross-identity pairs: how many faces of other people are drawn at random for each
+    # target; the one whose landmarks are nearest (pose and expression alike) is the source.
+    cross_candidates: int = 48
 
     def __post_init__(self) -> None:
         if self.init not in INITS:
@@ -77,6 +80,8 @@ class TrainSettings:
             raise ValueError(f"expected 0 <= sam_rho <= 1, got {self.sam_rho}")
         if not 0.0 <= self.pair_downscale <= 1.0:
             raise ValueError(f"expected 0 <= pair_downscale <= 1, got {self.pair_downscale}")
+        if self.cross_candidates < 1:
+            raise ValueError(f"expected cross_candidates >= 1, got {self.cross_candidates}")
         if self.pair_downscale and not self.uses_context:
             raise ValueError("pair_downscale applies to the context recipes "
                              f"({', '.join(CONTEXT_RECIPES)}), not {self.blend_recipe!r}")

@@ -276,6 +276,42 @@ def test_the_cross_identity_share_of_each_context_recipe_is_the_share_of_cross_p
     assert 0.2 < shares["v3x"] < 0.8
 
 
+def test_more_cross_candidates_pick_a_source_whose_landmarks_are_nearer():
+    """With every face among the candidates the source is the nearest other person; with one
+    candidate it is a random other person, on average farther."""
+    from detector.training.data import FaceSet, SelfBlendBatches
+    from detector.training.sbi import normalised_shape
+    from tests.unit.test_sbi import synthetic_mesh
+
+    rng = np.random.default_rng(3)
+    count = 30
+    meshes = [synthetic_mesh(rx=rng.uniform(40, 80), ry=rng.uniform(60, 110)) for _ in range(count)]
+    faces = FaceSet([np.zeros((SIZE, SIZE, 3), np.uint8)] * count,
+                    np.asarray([f"person{n // 2}" for n in range(count)], dtype=object),  # pairs
+                    np.zeros(count, bool), np.zeros((count, 4), np.float32), np.stack(meshes))
+    shapes = np.stack([normalised_shape(m) for m in meshes])
+
+    def nearest_other(target):
+        others = np.flatnonzero(faces.groups != faces.groups[target])
+        return int(others[np.argmin(np.linalg.norm(shapes[others] - shapes[target], axis=1))])
+
+    def sources(candidates):
+        batches = SelfBlendBatches(faces, _settings(blend_recipe="v3x100", batch_size=8,
+                                                    cross_candidates=candidates), 0, 1, 0.125)
+        draw = np.random.default_rng(0)
+        return [batches._cross_source(t, draw) for t in range(count)]
+
+    everyone = sources(20 * count)  # every face drawn, with near certainty
+    assert everyone == [nearest_other(t) for t in range(count)]
+    one = sources(1)
+    assert all(faces.groups[s] != faces.groups[t] for t, s in enumerate(one) if s is not None)
+    distance = {name: np.mean([np.linalg.norm(shapes[s] - shapes[t]) for t, s in enumerate(picks)
+                               if s is not None]) for name, picks in (("one", one), ("all", everyone))}
+    assert distance["all"] < 0.8 * distance["one"]
+    with pytest.raises(ValueError, match="cross_candidates"):
+        _settings(cross_candidates=0)
+
+
 def test_a_v3_run_without_a_context_cache_says_to_prepare_landmarks(tiny_cache, tmp_path):
     rows, cache = tiny_cache  # a crop-layout cache only
     with pytest.raises(ValueError, match="prepare --landmarks"):
