@@ -272,7 +272,7 @@ def _data(parser: argparse.ArgumentParser) -> None:
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the model subcommands to ``subparsers``."""
     from detector.runtime_kinds import RUNTIMES
-    from detector.training.settings import CROSS_IDENTITY_SHARE, RECIPES
+    from detector.training.settings import CROSS_IDENTITY_SHARE, MAX_FROZEN_STAGES, RECIPES
 
     p = subparsers.add_parser(
         "prepare", help="detect and crop training/dev faces into the cache (idempotent)",
@@ -341,7 +341,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         + ", ".join(f"{name} {100 * share:.0f} %%" for name, share
                                     in CROSS_IDENTITY_SHARE.items()))
     p.add_argument("--frozen-stages", type=int, default=0,
-                   help="freeze the stem and the first N stages (0-3) to train faster "
+                   help=f"freeze the stem and the first N stages (0-{MAX_FROZEN_STAGES}) to train faster "
                         "(bench/train_speed.py: 1.8x at N=2 on 2 CPU cores)")
     p.add_argument("--unfreeze-last", type=int, default=0,
                    help="with --frozen-stages: train every layer in the last N epochs")

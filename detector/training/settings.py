@@ -17,7 +17,7 @@ INITS = ("lite0", "random")
 CROSS_IDENTITY_SHARE = {"v3": 0.0, "v3x": 0.5, "v3x75": 0.75, "v3x100": 1.0}
 CONTEXT_RECIPES = tuple(CROSS_IDENTITY_SHARE)
 RECIPES = (*BLEND_RECIPES, *CONTEXT_RECIPES)
-MAX_FROZEN_STAGES = 3
+MAX_FROZEN_STAGES = 6  # of B0's seven stages: stage 7, the 1x1 head and the classifier always train
 V3_EVAL_PX = 224  # v3's held-out pairs and dev crops are cut at this size, then resized
 
 

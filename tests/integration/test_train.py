@@ -395,6 +395,19 @@ def test_frozen_stages_keep_their_weights_until_the_last_epochs_unfreeze_them(ti
     assert not np.array_equal(layer_weights(1, "stem_conv")[0], layer_weights(2, "stem_conv")[0])
 
 
+def test_the_deepest_freeze_leaves_the_last_stage_and_the_head_training():
+    from detector.training.settings import MAX_FROZEN_STAGES
+    from detector.training.train import build_model, freeze
+
+    settings = _settings(frozen_stages=MAX_FROZEN_STAGES)
+    model = build_model(settings, 32)
+    freeze(model, settings.frozen_prefixes_at(0))
+    trainable = {layer.name for layer in model.layers if layer.trainable}
+    assert not any(name.startswith(("stem_", "block1", "block6")) for name in trainable)
+    assert {"block7a_project_conv", "top_conv"} <= trainable
+    assert model.get_layer("top_conv").trainable_weights and model.layers[-1].trainable_weights
+
+
 def test_a_sam_run_trains_keeps_its_radius_and_resumes_only_with_it(tiny_cache, tmp_path):
     from detector.training.train import build_model
 
@@ -414,7 +427,7 @@ def test_a_sam_run_trains_keeps_its_radius_and_resumes_only_with_it(tiny_cache, 
 
 
 @pytest.mark.parametrize("changes,message", [
-    ({"frozen_stages": 4}, "frozen_stages"),
+    ({"frozen_stages": 7}, "frozen_stages"),
     ({"unfreeze_last_epochs": -1}, "unfreeze_last_epochs"),
     ({"sam_rho": 1.5}, "sam_rho"),
     ({"pair_downscale": 0.3}, "pair_downscale applies to the context recipes"),
