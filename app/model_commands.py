@@ -124,25 +124,11 @@ def fetch_landmarks_command(args: argparse.Namespace) -> int:
 
 
 # --- train ------------------------------------------------------------------------------------
-@_plain_errors
-def train_command(args: argparse.Namespace) -> int:
-    """Train (or resume), then publish the chosen epoch with its card."""
-    if args.no_publish and args.publish_only:
-        raise ValueError("--no-publish and --publish-only contradict each other: choose one")
-    if args.no_publish and (args.epoch is not None or args.average_last):
-        raise ValueError("--epoch and --average-last choose what to publish, so they cannot be "
-                         "combined with --no-publish (publish later with --publish-only)")
-    config = _config(args)
-    split = _split_path(config, args)
-    if not split.is_file():
-        raise FileNotFoundError(f"split file {split} not found: run `deepfake-detector prepare` first")
-    _import_tensorflow_quietly()
-    from detector.training.publish import publish_model
+def train_settings(args: argparse.Namespace):
+    """The ``TrainSettings`` that ``train``'s options ask for."""
     from detector.training.settings import TrainSettings, parse_schedule
-    from detector.training.split import read_split
-    from detector.training.train import RunState, train_model
 
-    settings = TrainSettings(
+    return TrainSettings(
         schedule=parse_schedule(args.schedule),
         images_per_epoch=args.images_per_epoch,
         batch_size=args.batch_size,
@@ -157,7 +143,28 @@ def train_command(args: argparse.Namespace) -> int:
         sam_rho=args.sam_rho,
         pair_downscale=args.pair_downscale,
         cross_candidates=args.cross_candidates,
+        anchor_strength=args.anchor_strength,
     )
+
+
+@_plain_errors
+def train_command(args: argparse.Namespace) -> int:
+    """Train (or resume), then publish the chosen epoch with its card."""
+    if args.no_publish and args.publish_only:
+        raise ValueError("--no-publish and --publish-only contradict each other: choose one")
+    if args.no_publish and (args.epoch is not None or args.average_last):
+        raise ValueError("--epoch and --average-last choose what to publish, so they cannot be "
+                         "combined with --no-publish (publish later with --publish-only)")
+    config = _config(args)
+    split = _split_path(config, args)
+    if not split.is_file():
+        raise FileNotFoundError(f"split file {split} not found: run `deepfake-detector prepare` first")
+    _import_tensorflow_quietly()
+    from detector.training.publish import publish_model
+    from detector.training.split import read_split
+    from detector.training.train import RunState, train_model
+
+    settings = train_settings(args)
     if settings.sam_rho:
         from detector.training.sam import check_backend
 
@@ -272,7 +279,14 @@ def _data(parser: argparse.ArgumentParser) -> None:
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the model subcommands to ``subparsers``."""
     from detector.runtime_kinds import RUNTIMES
-    from detector.training.settings import CROSS_IDENTITY_SHARE, MAX_FROZEN_STAGES, RECIPES
+    from detector.training.settings import (
+        CROSS_IDENTITY_SHARE,
+        MAX_FROZEN_STAGES,
+        RECIPES,
+        TrainSettings,
+    )
+
+    default = TrainSettings()  # the train options' defaults are the settings' own
 
     p = subparsers.add_parser(
         "prepare", help="detect and crop training/dev faces into the cache (idempotent)",
@@ -319,44 +333,50 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _common(p)
     _data(p)
     p.add_argument("--run-dir", type=Path, default=None, help="checkpoints (default runs/NAME_INIT)")
-    p.add_argument("--init", choices=("lite0", "random"), default="lite0",
+    p.add_argument("--init", choices=("lite0", "random"), default=default.init,
                    help="initialisation: ImageNet EfficientNet-Lite0 weights or random")
-    p.add_argument("--schedule", default="128:2,160:10,224:2",
+    p.add_argument("--schedule", default=",".join(f"{s}:{e}" for s, e in default.schedule),
                    help="input sizes and epochs, SIZE:EPOCHS,… (low-resolution warm-up first)")
-    p.add_argument("--images-per-epoch", type=int, default=4000,
-                   help="training images drawn per epoch (default 4000)")
-    p.add_argument("--batch-size", type=int, default=32, help="images per step (default 32)")
-    p.add_argument("--learning-rate", type=float, default=4e-4,
-                   help="peak learning rate (default 4e-4)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--utkface-share", type=float, default=0.4,
+    p.add_argument("--images-per-epoch", type=int, default=default.images_per_epoch,
+                   help="training images drawn per epoch (default %(default)s)")
+    p.add_argument("--batch-size", type=int, default=default.batch_size,
+                   help="images per step (default %(default)s)")
+    p.add_argument("--learning-rate", type=float, default=default.learning_rate,
+                   help="peak learning rate (default %(default)s)")
+    p.add_argument("--seed", type=int, default=default.seed, help="random seed (default %(default)s)")
+    p.add_argument("--utkface-share", type=float, default=default.utkface_share,
                    help="share of training samples drawn from UTKFace chips (rest: video frames, stills)")
     p.add_argument("--init-weights", type=Path, default=None,
                    help="start from these weights (e.g. a previous run's epoch) instead of --init")
-    p.add_argument("--blend-recipe", choices=RECIPES, default="v1",
+    p.add_argument("--blend-recipe", choices=RECIPES, default=default.blend_recipe,
                    help="self-blend recipe: v1 made sbi_b0 0.1.0, v2 was tried "
                         "(detector/training/self_blend.py), v3 is the published recipe on landmarks "
                         "(detector/training/sbi.py; needs `prepare --landmarks`); the share of v3's "
                         "pseudo-fakes that are cross-identity blends instead: "
                         + ", ".join(f"{name} {100 * share:.0f} %%" for name, share
                                     in CROSS_IDENTITY_SHARE.items()))
-    p.add_argument("--frozen-stages", type=int, default=0,
+    p.add_argument("--frozen-stages", type=int, default=default.frozen_stages,
                    help=f"freeze the stem and the first N stages (0-{MAX_FROZEN_STAGES}) to train faster "
                         "(bench/train_speed.py: 1.8x at N=2 on 2 CPU cores)")
-    p.add_argument("--unfreeze-last", type=int, default=0,
+    p.add_argument("--unfreeze-last", type=int, default=default.unfreeze_last_epochs,
                    help="with --frozen-stages: train every layer in the last N epochs")
-    p.add_argument("--sam-rho", type=float, default=0.0, metavar="RHO",
+    p.add_argument("--sam-rho", type=float, default=default.sam_rho, metavar="RHO",
                    help="sharpness-aware minimisation around AdamW with this radius, as the "
                         "published recipe trains (0.05 there; about 2x the time per step; "
                         "default 0: plain AdamW)")
-    p.add_argument("--pair-downscale", type=float, default=0.0, metavar="SHARE",
+    p.add_argument("--pair-downscale", type=float, default=default.pair_downscale, metavar="SHARE",
                    help="recipe v3 and its cross-identity variants: scale this share of the "
                         "real/fake pairs down together (to 40-90 %% of their size) and back up "
-                        "before the JPEG step, like faces filmed smaller (default 0)")
-    p.add_argument("--cross-candidates", type=int, default=48, metavar="N",
+                        "before the JPEG step, like faces filmed smaller (default %(default)s)")
+    p.add_argument("--cross-candidates", type=int, default=default.cross_candidates, metavar="N",
                    help="cross-identity blends: draw N faces of other people at random and take "
                         "the one whose landmarks are nearest the target's as the source "
-                        "(default 48)")
+                        "(default %(default)s)")
+    p.add_argument("--anchor-strength", type=float, default=default.anchor_strength, metavar="LAMBDA",
+                   help="with --init-weights: after every step pull each trained weight toward "
+                        "its initial value by learning rate x LAMBDA x the difference (L2-SP, "
+                        "decoupled like AdamW's decay), so a long run stays near its start "
+                        "(default 0: no pull)")
     p.add_argument("--stop-after", type=int, default=None,
                    help="stop after this many epochs (a short comparison run)")
     p.add_argument("--no-publish", action="store_true", help="train only; do not write the model")

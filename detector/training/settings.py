@@ -41,8 +41,9 @@ class TrainSettings:
     seed: int = 0
     init_weights: str | None = None  # start from these weights (a previous run) instead of init
     blend_recipe: str = "v1"  # a key of detector.training.self_blend.BLEND_RECIPES
-    # Freeze the stem and the first N stages (0 = none, at most 3) for every epoch but the
-    # last ``unfreeze_last_epochs``: frozen layers skip their gradients (bench/train_speed.py).
+    # Freeze the stem and the first N stages (0 = none, at most MAX_FROZEN_STAGES) for every
+    # epoch but the last ``unfreeze_last_epochs``: frozen layers skip their gradients
+    # (bench/train_speed.py).
     frozen_stages: int = 0
     unfreeze_last_epochs: int = 0
     # Sharpness-aware minimisation around AdamW (the published recipe's optimiser wrapper):
@@ -54,6 +55,9 @@ class TrainSettings:
     # Cross-identity pairs: how many faces of other people are drawn at random for each
     # target; the one whose landmarks are nearest (pose and expression alike) is the source.
     cross_candidates: int = 48
+    # L2-SP in AdamW's decoupled form: after every step each trainable weight moves toward its
+    # value in ``init_weights`` by learning rate x this x (weight - initial); 0 = no pull.
+    anchor_strength: float = 0.0
 
     def __post_init__(self) -> None:
         if self.init not in INITS:
@@ -82,6 +86,13 @@ class TrainSettings:
             raise ValueError(f"expected 0 <= pair_downscale <= 1, got {self.pair_downscale}")
         if self.cross_candidates < 1:
             raise ValueError(f"expected cross_candidates >= 1, got {self.cross_candidates}")
+        if self.anchor_strength < 0:
+            raise ValueError(f"expected anchor_strength >= 0, got {self.anchor_strength}")
+        if self.anchor_strength and not self.init_weights:
+            raise ValueError("anchor_strength pulls toward init_weights, so it needs them")
+        if self.anchor_strength * self.learning_rate > 1:
+            raise ValueError("anchor_strength x learning_rate must be at most 1 (a pull past the "
+                             f"initial weights), got {self.anchor_strength * self.learning_rate}")
         if self.pair_downscale and not self.uses_context:
             raise ValueError("pair_downscale applies to the context recipes "
                              f"({', '.join(CONTEXT_RECIPES)}), not {self.blend_recipe!r}")

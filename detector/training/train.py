@@ -107,6 +107,39 @@ def _compile(model, settings: TrainSettings, learning_rate: float) -> None:
         use_sam(model, settings.sam_rho)
 
 
+class PullTowardInit(keras.callbacks.Callback):
+    """L2-SP (Li, Grandvalet & Davoine, ICML 2018) in AdamW's decoupled form: after every step,
+    each trainable weight ``w`` moves toward its initial value ``w0`` by
+    ``learning_rate * strength * (w - w0)``. With Adam's normalised steps a weight's distance from
+    ``w0`` then settles near what about ``1 / (learning_rate * strength)`` steps of training alone
+    would reach, however long the run: a long run keeps seeing new pseudo-fakes without wandering
+    as far from the initial weights as its plain counterpart."""
+
+    def __init__(self, initial: list[np.ndarray], strength: float):
+        super().__init__()
+        self._initial = initial  # in the order of ``model.weights``
+        self._strength = strength
+        self._pairs: list = []
+
+    def on_train_begin(self, logs=None) -> None:
+        index = {id(variable): i for i, variable in enumerate(self.model.weights)}
+        self._pairs = [(w, keras.ops.convert_to_tensor(self._initial[index[id(w)]]))
+                       for w in self.model.trainable_weights]
+
+    def on_train_batch_end(self, batch, logs=None) -> None:
+        rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)) * self._strength
+        for weight, initial in self._pairs:
+            weight.assign(weight - rate * (weight - initial))
+
+
+def _initial_weights(settings: TrainSettings) -> list[np.ndarray]:
+    """The weights of ``settings.init_weights`` in the order of ``model.weights``."""
+    model = EfficientNetB0Classifier(settings.size_at(0), activation=settings.activation,
+                                     use_se=settings.use_se)
+    model.load_weights(settings.init_weights)
+    return model.get_weights()
+
+
 @dataclass
 class RunState:
     """What ``state.json`` keeps between epochs."""
@@ -194,6 +227,8 @@ def train_model(
     last_epoch = settings.total_epochs if stop_after_epochs is None else min(
         settings.total_epochs, stop_after_epochs)
     frozen: tuple[str, ...] = ()
+    callbacks = ([PullTowardInit(_initial_weights(settings), settings.anchor_strength)]
+                 if settings.anchor_strength else [])
     for epoch in range(state.epochs_done, last_epoch):
         epoch_size = settings.size_at(epoch)
         if model is None:
@@ -217,7 +252,7 @@ def train_model(
         batches = SelfBlendBatches(train, settings, epoch, steps, face_margin,
                                    workers=workers, use_multiprocessing=False, max_queue_size=8)
         started = time.perf_counter()
-        fitted = model.fit(batches, epochs=1, verbose=2)
+        fitted = model.fit(batches, epochs=1, verbose=2, callbacks=callbacks)
         train_s = time.perf_counter() - started
         started = time.perf_counter()
         holdout_scores = predict(model, resize_crops(holdout.crops_rgb, size))

@@ -424,7 +424,58 @@ def test_a_sam_run_trains_keeps_its_radius_and_resumes_only_with_it(tiny_cache, 
     assert train_model(rows, cache, run, settings, dev_labels=None, workers=1).epochs_done == 2
 
 
+def test_the_anchor_pulls_trained_weights_back_to_the_initial_ones(tiny_cache, tmp_path):
+    from detector.training.train import build_model
+
+    rows, cache = tiny_cache
+    start = tmp_path / "start.weights.h5"
+    build_model(_settings(), 32).save_weights(str(start))
+    initial = build_model(_settings(init_weights=str(start)), 32).get_weights()
+
+    def moved(anchor_strength: float) -> tuple[float, float]:
+        """How far the trained weights and the batch-norm statistics moved from the start."""
+        settings = _settings(init_weights=str(start), anchor_strength=anchor_strength,
+                             learning_rate=1e-3, schedule=((32, 1),))
+        run = tmp_path / f"run{anchor_strength}"
+        train_model(rows, cache, run, settings, dev_labels=None, workers=1)
+        model = build_model(settings, 32)
+        model.load_weights(str(run / "last.weights.h5"))
+        distances = [np.abs(w.numpy() - w0).max() for w, w0 in zip(model.weights, initial)]
+        statistics = ["moving" in w.path for w in model.weights]
+        return (max(d for d, s in zip(distances, statistics) if not s),
+                max(d for d, s in zip(distances, statistics) if s))
+
+    free_weights, _ = moved(0.0)
+    # learning rate x strength = 1: every step ends back on the initial weights, while the
+    # batch-norm statistics (not trained by the optimiser) still follow the data
+    pulled_weights, pulled_statistics = moved(1000.0)
+    assert free_weights > 1e-4
+    assert pulled_weights < 1e-6 and pulled_statistics > 1e-4
+
+
+def test_train_options_default_to_the_settings_defaults_and_reach_the_settings():
+    from app.cli import build_parser
+    from app.model_commands import train_settings
+
+    parser = build_parser()
+    assert train_settings(parser.parse_args(["train"])) == TrainSettings()
+    asked = train_settings(parser.parse_args([
+        "train", "--schedule", "224:37", "--images-per-epoch", "800", "--batch-size", "16",
+        "--learning-rate", "5e-5", "--init", "random", "--seed", "7", "--utkface-share", "0.2",
+        "--init-weights", "w.h5", "--blend-recipe", "v3x100", "--frozen-stages", "5",
+        "--unfreeze-last", "2", "--sam-rho", "0.05", "--pair-downscale", "0.3",
+        "--cross-candidates", "96", "--anchor-strength", "80"]))
+    assert asked == TrainSettings(
+        schedule=((224, 37),), images_per_epoch=800, batch_size=16, learning_rate=5e-5,
+        init="random", seed=7, utkface_share=0.2, init_weights="w.h5", blend_recipe="v3x100",
+        frozen_stages=5, unfreeze_last_epochs=2, sam_rho=0.05, pair_downscale=0.3,
+        cross_candidates=96, anchor_strength=80.0)
+
+
 @pytest.mark.parametrize("changes,message", [
+    ({"anchor_strength": -1.0, "init_weights": "w.h5"}, "anchor_strength"),
+    ({"anchor_strength": 10.0}, "needs them"),
+    ({"anchor_strength": 1e5, "init_weights": "w.h5"}, "at most 1"),
     ({"frozen_stages": 7}, "frozen_stages"),
     ({"unfreeze_last_epochs": -1}, "unfreeze_last_epochs"),
     ({"sam_rho": 1.5}, "sam_rho"),
