@@ -52,28 +52,37 @@ from detector.training.split import SplitRow
 log = logging.getLogger(__name__)
 
 
+def _architecture_options(settings: TrainSettings) -> dict:
+    """The run's B0 options (everything but the input size)."""
+    return dict(activation=settings.activation, use_se=settings.use_se,
+                dropout_rate=settings.dropout_rate, drop_connect_rate=settings.drop_connect_rate)
+
+
+def _architecture(settings: TrainSettings, size_px: int):
+    """An untrained B0 at ``size_px`` with the run's architecture options."""
+    return EfficientNetB0Classifier(size_px, **_architecture_options(settings))
+
+
 def build_model(settings: TrainSettings, size_px: int, weights: list | None = None):
     """A B0 at ``size_px``: from ``weights`` when given, else from the run's initialisation."""
-    kwargs = dict(activation=settings.activation, use_se=settings.use_se,
-                  dropout_rate=settings.dropout_rate, drop_connect_rate=settings.drop_connect_rate)
     if weights is not None:
-        model = EfficientNetB0Classifier(size_px, **kwargs)
+        model = _architecture(settings, size_px)
         model.set_weights(weights)
         return model
     keras.utils.set_random_seed(settings.seed)
     if settings.init_weights:
-        model = EfficientNetB0Classifier(size_px, **kwargs)
+        model = _architecture(settings, size_px)
         model.load_weights(settings.init_weights)
         log.info("initialised from %s", settings.init_weights)
         return model
     if settings.init == "lite0":
         from detector.training.lite0_weights import build_lite0_initialised_b0
 
-        model, report = build_lite0_initialised_b0(size_px, **kwargs)
+        model, report = build_lite0_initialised_b0(size_px, **_architecture_options(settings))
         log.info("%s", report.summary())
         _near_identity_se(model)
         return model
-    return EfficientNetB0Classifier(size_px, **kwargs)
+    return _architecture(settings, size_px)
 
 
 def _near_identity_se(model) -> None:
@@ -134,8 +143,7 @@ class PullTowardInit(keras.callbacks.Callback):
 
 def _initial_weights(settings: TrainSettings) -> list[np.ndarray]:
     """The weights of ``settings.init_weights`` in the order of ``model.weights``."""
-    model = EfficientNetB0Classifier(settings.size_at(0), activation=settings.activation,
-                                     use_se=settings.use_se)
+    model = _architecture(settings, settings.size_at(0))
     model.load_weights(settings.init_weights)
     return model.get_weights()
 
@@ -217,9 +225,7 @@ def train_model(
     model, size = None, None
     if state.epochs_done:
         size = settings.size_at(state.epochs_done)
-        model = EfficientNetB0Classifier(size, activation=settings.activation, use_se=settings.use_se,
-                                         dropout_rate=settings.dropout_rate,
-                                         drop_connect_rate=settings.drop_connect_rate)
+        model = _architecture(settings, size)
         model.load_weights(str(run_dir / "last.weights.h5"))
         _compile(model, settings, settings.learning_rate_at(state.epochs_done))
     steps = max(1, settings.images_per_epoch // settings.batch_size)
