@@ -6,13 +6,12 @@ import json
 import logging
 from pathlib import Path
 
-from detector.efficientnet import EfficientNetB0Classifier
 from detector.model_card import write_model_card
 from detector.training.evaluation import calibrate_on_dev
 from detector.training.prepare import DEV_CONTEXT_SETTINGS, DEV_SETTINGS, TRAIN_SETTINGS
 from detector.training.sbi import SERVING_CROP_MARGIN
 from detector.training.settings import MEAN_RGB, STD_RGB, TrainSettings
-from detector.training.train import RunState
+from detector.training.train import RunState, architecture
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +113,7 @@ def publish_model(
         chosen = choose_epoch(state)
         epochs = [chosen["epoch"]]
     size = chosen["input_size_px"]
-    model = EfficientNetB0Classifier(size, activation=settings.activation, use_se=settings.use_se)
+    model = architecture(settings, size)
     average_checkpoints(model, [Path(run_dir) / f"epoch_{e}.weights.h5" for e in epochs])
     dev_cache = DEV_CONTEXT_SETTINGS if settings.uses_context else DEV_SETTINGS
     calibration = (calibrate_on_dev(model, dev_labels, cache_dir, size, dev_cache,

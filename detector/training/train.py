@@ -58,7 +58,7 @@ def _architecture_options(settings: TrainSettings) -> dict:
                 dropout_rate=settings.dropout_rate, drop_connect_rate=settings.drop_connect_rate)
 
 
-def _architecture(settings: TrainSettings, size_px: int):
+def architecture(settings: TrainSettings, size_px: int):
     """An untrained B0 at ``size_px`` with the run's architecture options."""
     return EfficientNetB0Classifier(size_px, **_architecture_options(settings))
 
@@ -66,12 +66,12 @@ def _architecture(settings: TrainSettings, size_px: int):
 def build_model(settings: TrainSettings, size_px: int, weights: list | None = None):
     """A B0 at ``size_px``: from ``weights`` when given, else from the run's initialisation."""
     if weights is not None:
-        model = _architecture(settings, size_px)
+        model = architecture(settings, size_px)
         model.set_weights(weights)
         return model
     keras.utils.set_random_seed(settings.seed)
     if settings.init_weights:
-        model = _architecture(settings, size_px)
+        model = architecture(settings, size_px)
         model.load_weights(settings.init_weights)
         log.info("initialised from %s", settings.init_weights)
         return model
@@ -82,7 +82,7 @@ def build_model(settings: TrainSettings, size_px: int, weights: list | None = No
         log.info("%s", report.summary())
         _near_identity_se(model)
         return model
-    return _architecture(settings, size_px)
+    return architecture(settings, size_px)
 
 
 def _near_identity_se(model) -> None:
@@ -143,7 +143,7 @@ class PullTowardInit(keras.callbacks.Callback):
 
 def _initial_weights(settings: TrainSettings) -> list[np.ndarray]:
     """The weights of ``settings.init_weights`` in the order of ``model.weights``."""
-    model = _architecture(settings, settings.size_at(0))
+    model = architecture(settings, settings.size_at(0))
     model.load_weights(settings.init_weights)
     return model.get_weights()
 
@@ -225,7 +225,7 @@ def train_model(
     model, size = None, None
     if state.epochs_done:
         size = settings.size_at(state.epochs_done)
-        model = _architecture(settings, size)
+        model = architecture(settings, size)
         model.load_weights(str(run_dir / "last.weights.h5"))
         _compile(model, settings, settings.learning_rate_at(state.epochs_done))
     steps = max(1, settings.images_per_epoch // settings.batch_size)
