@@ -501,9 +501,10 @@ def test_the_dashboard_subcommand_serves_the_page_and_stops_on_ctrl_c(tmp_path, 
     port = free_port()
     config_path = _write_config(tmp_path, tiny_model_dir, "deepfake")
     # Redis is down on purpose: the page must still come up (and say "disconnected").
+    # -X faulthandler: if it ever fails to stop, SIGABRT makes it print every thread's stack.
     process = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "dashboard", "--config", str(config_path),
-         "--redis-url", "redis://127.0.0.1:1/0", "--port", str(port)],
+        [sys.executable, "-X", "faulthandler", "-m", "app.cli", "dashboard", "--config",
+         str(config_path), "--redis-url", "redis://127.0.0.1:1/0", "--port", str(port)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
     def layout():
@@ -519,7 +520,12 @@ def test_the_dashboard_subcommand_serves_the_page_and_stops_on_ctrl_c(tmp_path, 
         assert "Live streams" in page and "Upload a video or image" in page
     finally:
         process.send_signal(signal.SIGINT)
-        output, _ = process.communicate(timeout=30)
+        try:
+            output, _ = process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGABRT)
+            output, _ = process.communicate(timeout=30)
+            pytest.fail(f"the dashboard did not stop within 30 s of Ctrl-C; its threads:\n{output}")
     assert process.returncode == 0, output
     assert "Traceback" not in output
     # the address is printed once (Dash's own "Dash is running on" no longer doubles it)
