@@ -5,6 +5,10 @@
 Families: DFDC (every DFDC dataset), FF++ (FaceForensics++ and its DeepFakeDetection part) and
 whole frames (full video frames and videos — what the pipeline sees — rather than pre-cut face
 crops). Intervals resample whole groups (videos / people), as `evaluate` does.
+
+With two reports or more, a second table gives each later report's AUC minus the first's on the
+items both scored, with a paired interval (both scored on the same resampled groups): far
+narrower than the two intervals side by side, it is the one to read when choosing between them.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import argparse
 import json
 from pathlib import Path
 
-from detector.training.metrics import bootstrap_auc
+from detector.training.metrics import bootstrap_auc, bootstrap_auc_difference
 
 WHOLE_FRAME_FOLDERS = ("media/dfd_frames/", "media/FaceForensics_readme_examples/",
                        "media/jennjwang_DFDC_frames/")
@@ -40,15 +44,35 @@ def family_rows(report: dict) -> dict[str, dict]:
     return rows
 
 
+def paired_rows(reference: dict, report: dict) -> dict[str, dict]:
+    """``report`` minus ``reference``, per family, on the items both scored (matched by path)."""
+    scored = {i["path"]: i["score"] for i in report["items"] if i.get("score") is not None}
+    rows = {}
+    for family, belongs in FAMILIES.items():
+        items = [i for i in reference["items"]
+                 if belongs(i) and i.get("score") is not None and i["path"] in scored]
+        labels = [int(i["label"] == "FAKE") for i in items]
+        if len(set(labels)) < 2:
+            rows[family] = {"items": len(items), "difference": None, "ci95": None}
+            continue
+        interval = bootstrap_auc_difference(labels, [i["score"] for i in items],
+                                            [scored[i["path"]] for i in items],
+                                            [i["group"] for i in items])
+        rows[family] = {"items": len(items), "difference": interval.value,
+                        "ci95": [interval.low, interval.high]}
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("reports", nargs="+", help="NAME=path/to/report.json")
     parser.add_argument("--json", type=Path, default=None, help="also write the table as JSON")
     args = parser.parse_args()
-    table = {}
+    table, reports = {}, []
     for spec in args.reports:
         name, _, path = spec.partition("=")
-        table[name] = family_rows(json.loads(Path(path).read_text()))
+        reports.append((name, json.loads(Path(path).read_text())))
+        table[name] = family_rows(reports[-1][1])
     header = "| model | " + " | ".join(f"{f} item AUC (95 % CI)" for f in FAMILIES) + " |"
     print(header)
     print("|" + "---|" * (len(FAMILIES) + 1))
@@ -59,8 +83,23 @@ def main() -> int:
             cells.append("n/a" if row["auc"] is None else
                          f"{row['auc']:.3f} ({row['ci95'][0]:.2f}–{row['ci95'][1]:.2f}), n={row['items']}")
         print(f"| {name} | " + " | ".join(cells) + " |")
+    reports = dict(reports)
+    names = list(reports)
+    paired = {name: paired_rows(reports[names[0]], reports[name]) for name in names[1:]}
+    if paired:
+        print()
+        print(f"| minus {names[0]} | " + " | ".join(f"{f} (paired 95 % CI)" for f in FAMILIES) + " |")
+        print("|" + "---|" * (len(FAMILIES) + 1))
+        for name, rows in paired.items():
+            cells = []
+            for family in FAMILIES:
+                row = rows[family]
+                cells.append("n/a" if row["difference"] is None else
+                             f"{row['difference']:+.3f} ({row['ci95'][0]:+.3f} to "
+                             f"{row['ci95'][1]:+.3f}), n={row['items']}")
+            print(f"| {name} | " + " | ".join(cells) + " |")
     if args.json:
-        args.json.write_text(json.dumps(table, indent=2) + "\n")
+        args.json.write_text(json.dumps({"reports": table, "minus_first": paired}, indent=2) + "\n")
     return 0
 
 
