@@ -63,41 +63,34 @@ def paired_rows(reference: dict, report: dict) -> dict[str, dict]:
     return rows
 
 
+def print_table(corner: str, heading: str, table: dict[str, dict], cell) -> None:
+    """One Markdown row per model, one column per family; ``cell(row)`` for a scored family."""
+    print(f"| {corner} | " + " | ".join(f"{f} {heading}" for f in FAMILIES) + " |")
+    print("|" + "---|" * (len(FAMILIES) + 1))
+    for name, rows in table.items():
+        cells = ["n/a" if rows[f]["ci95"] is None else f"{cell(rows[f])}, n={rows[f]['items']}"
+                 for f in FAMILIES]
+        print(f"| {name} | " + " | ".join(cells) + " |")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("reports", nargs="+", help="NAME=path/to/report.json")
-    parser.add_argument("--json", type=Path, default=None, help="also write the table as JSON")
+    parser.add_argument("--json", type=Path, default=None, help="also write the tables as JSON")
     args = parser.parse_args()
-    table, reports = {}, []
+    reports = {}
     for spec in args.reports:
         name, _, path = spec.partition("=")
-        reports.append((name, json.loads(Path(path).read_text())))
-        table[name] = family_rows(reports[-1][1])
-    header = "| model | " + " | ".join(f"{f} item AUC (95 % CI)" for f in FAMILIES) + " |"
-    print(header)
-    print("|" + "---|" * (len(FAMILIES) + 1))
-    for name, rows in table.items():
-        cells = []
-        for family in FAMILIES:
-            row = rows[family]
-            cells.append("n/a" if row["auc"] is None else
-                         f"{row['auc']:.3f} ({row['ci95'][0]:.2f}–{row['ci95'][1]:.2f}), n={row['items']}")
-        print(f"| {name} | " + " | ".join(cells) + " |")
-    reports = dict(reports)
-    names = list(reports)
-    paired = {name: paired_rows(reports[names[0]], reports[name]) for name in names[1:]}
+        reports[name] = json.loads(Path(path).read_text())
+    table = {name: family_rows(report) for name, report in reports.items()}
+    print_table("model", "item AUC (95 % CI)", table,
+                lambda r: f"{r['auc']:.3f} ({r['ci95'][0]:.2f}–{r['ci95'][1]:.2f})")
+    first, *others = reports
+    paired = {name: paired_rows(reports[first], reports[name]) for name in others}
     if paired:
         print()
-        print(f"| minus {names[0]} | " + " | ".join(f"{f} (paired 95 % CI)" for f in FAMILIES) + " |")
-        print("|" + "---|" * (len(FAMILIES) + 1))
-        for name, rows in paired.items():
-            cells = []
-            for family in FAMILIES:
-                row = rows[family]
-                cells.append("n/a" if row["difference"] is None else
-                             f"{row['difference']:+.3f} ({row['ci95'][0]:+.3f} to "
-                             f"{row['ci95'][1]:+.3f}), n={row['items']}")
-            print(f"| {name} | " + " | ".join(cells) + " |")
+        print_table(f"minus {first}", "(paired 95 % CI)", paired,
+                    lambda r: f"{r['difference']:+.3f} ({r['ci95'][0]:+.3f} to {r['ci95'][1]:+.3f})")
     if args.json:
         args.json.write_text(json.dumps({"reports": table, "minus_first": paired}, indent=2) + "\n")
     return 0

@@ -77,15 +77,8 @@ def bootstrap_auc(
     value = roc_auc(y, s)
     if value is None or resamples < 1:
         return Interval(value, None, None, 0)
-    rng = np.random.default_rng(seed)
-    clusters = _clusters(len(y), groups)
-    estimates = []
-    for _ in range(resamples):
-        index = _resample(rng, clusters)
-        auc = roc_auc(y[index], s[index])
-        if auc is not None:
-            estimates.append(auc)
-    return _percentile_interval(value, estimates)
+    return _bootstrap(value, lambda index: roc_auc(y[index], s[index]), len(y), groups,
+                      resamples, seed)
 
 
 def bootstrap_auc_difference(
@@ -114,15 +107,30 @@ def bootstrap_auc_difference(
     value = auc_b - auc_a
     if resamples < 1:
         return Interval(value, None, None, 0)
+
+    def difference(index: np.ndarray) -> float | None:
+        first = roc_auc(y[index], a[index])
+        return None if first is None else roc_auc(y[index], b[index]) - first
+
+    return _bootstrap(value, difference, len(y), groups, resamples, seed)
+
+
+def _bootstrap(value: float, statistic, n: int, groups: Sequence[str] | None, resamples: int,
+               seed: int) -> Interval:
+    """``value`` with the 2.5/97.5 percentiles of ``statistic`` over resampled item indices
+    (resamples where it is None, e.g. one class missing, are skipped)."""
     rng = np.random.default_rng(seed)
-    clusters = _clusters(len(y), groups)
+    clusters = _clusters(n, groups)
     estimates = []
     for _ in range(resamples):
-        index = _resample(rng, clusters)
-        first = roc_auc(y[index], a[index])
-        if first is not None:
-            estimates.append(roc_auc(y[index], b[index]) - first)
-    return _percentile_interval(value, estimates)
+        picks = rng.integers(0, len(clusters), len(clusters))
+        estimate = statistic(np.concatenate([clusters[p] for p in picks]))
+        if estimate is not None:
+            estimates.append(estimate)
+    if not estimates:
+        return Interval(value, None, None, 0)
+    low, high = np.percentile(estimates, [2.5, 97.5])
+    return Interval(value, float(low), float(high), len(estimates))
 
 
 def _clusters(n: int, groups: Sequence[str] | None) -> list[np.ndarray]:
@@ -133,18 +141,6 @@ def _clusters(n: int, groups: Sequence[str] | None) -> list[np.ndarray]:
     for i, g in enumerate(groups):
         keys.setdefault(str(g), []).append(i)
     return [np.asarray(v) for v in keys.values()]
-
-
-def _resample(rng: np.random.Generator, clusters: list[np.ndarray]) -> np.ndarray:
-    picks = rng.integers(0, len(clusters), len(clusters))
-    return np.concatenate([clusters[p] for p in picks])
-
-
-def _percentile_interval(value: float, estimates: list[float]) -> Interval:
-    if not estimates:
-        return Interval(value, None, None, 0)
-    low, high = np.percentile(estimates, [2.5, 97.5])
-    return Interval(value, float(low), float(high), len(estimates))
 
 
 def accuracy_at(labels: Sequence[int], scores: Sequence[float], threshold: float) -> float | None:
