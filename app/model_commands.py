@@ -152,9 +152,9 @@ def train_command(args: argparse.Namespace) -> int:
     """Train (or resume), then publish the chosen epoch with its card."""
     if args.no_publish and args.publish_only:
         raise ValueError("--no-publish and --publish-only contradict each other: choose one")
-    if args.no_publish and (args.epoch is not None or args.average_last):
-        raise ValueError("--epoch and --average-last choose what to publish, so they cannot be "
-                         "combined with --no-publish (publish later with --publish-only)")
+    if args.no_publish and (args.epoch is not None or args.average_last or args.soup_with):
+        raise ValueError("--epoch, --average-last and --soup-with choose what to publish, so they "
+                         "cannot be combined with --no-publish (publish later with --publish-only)")
     config = _config(args)
     split = _split_path(config, args)
     if not split.is_file():
@@ -190,7 +190,8 @@ def train_command(args: argparse.Namespace) -> int:
     card = publish_model(state, run_dir, models_dir, config.model.name,
                          dev_labels if dev_labels.is_file() else None, Path(args.cache_dir),
                          export_litert=args.litert, version=args.version,
-                         average_last=args.average_last, epoch=args.epoch)
+                         average_last=args.average_last, epoch=args.epoch,
+                         soup_with=tuple(Path(p) for p in args.soup_with))
     print(f"model card written to {card}")
     return 0
 
@@ -391,6 +392,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "instead of the one epoch with the best dev AUC")
     p.add_argument("--epoch", type=int, default=None, metavar="N",
                    help="publish finished epoch N instead of the one with the best dev AUC")
+    p.add_argument("--soup-with", action="append", default=[], metavar="RUN_DIR",
+                   help="with --epoch N: average epoch N of this run folder (the same recipe, "
+                        "another seed) into the published weights; repeatable")
     p.add_argument("--version", default="0.1.0", help="version written into the card")
     p.set_defaults(func=train_command)
 

@@ -77,6 +77,34 @@ def average_checkpoints(model, paths: list[Path]) -> None:
 
 
 
+def soup_parents(state: RunState, epoch: int, others: list[Path]) -> list[dict]:
+    """Check that each run in ``others`` can be averaged with ``state``'s run at ``epoch``.
+
+    A weight soup (Wortsman et al. 2022) averages runs that differ only in their seed: the same
+    start, recipe and schedule, so their weights stay close enough for the mean to be a model.
+    Returns one record per other run (its folder's name, seed, and history), for the log.
+
+    Raises:
+        ValueError: a run has other settings than the seed, or no finished ``epoch``.
+    """
+    ignored = {"seed"}
+    mine = {k: v for k, v in state.settings.items() if k not in ignored}
+    parents = []
+    for run_dir in others:
+        other = RunState.load(run_dir)
+        theirs = {k: v for k, v in other.settings.items() if k not in ignored}
+        differ = sorted(k for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k))
+        if differ:
+            raise ValueError(f"{run_dir} was trained with other settings ({', '.join(differ)}); "
+                             "a soup averages runs that differ only in their seed")
+        if other.settings.get("seed") == state.settings.get("seed"):
+            raise ValueError(f"{run_dir} has the same seed as the run it would be averaged with")
+        chosen_by_number(other, epoch)
+        parents.append({"run": Path(run_dir).name, "seed": other.settings.get("seed"),
+                        "epoch": epoch, "history": other.history})
+    return parents
+
+
 def publish_model(
     state: RunState,
     run_dir: Path,
@@ -89,13 +117,15 @@ def publish_model(
     export_litert: bool = False,
     average_last: int = 0,
     epoch: int | None = None,
+    soup_with: tuple[Path, ...] = (),
 ) -> Path:
     """Copy the chosen epoch's weights to ``models/<name>.weights.h5``, calibrate the threshold on
     dev, write the card ``models/<name>.toml`` and ``models/<name>.train_metrics.json``.
 
     ``average_last = K`` publishes the mean of the last K epochs' weights (at the final size)
     instead of the single epoch with the best dev AUC; ``epoch = N`` publishes epoch N (a
-    finished epoch at the final size) whatever its dev AUC.
+    finished epoch at the final size) whatever its dev AUC. ``soup_with`` (with ``epoch``) names
+    other run folders, the same recipe with other seeds, whose epoch N is averaged in too.
 
     Returns:
         the card path.
@@ -104,6 +134,8 @@ def publish_model(
                                 "schedule": tuple(tuple(p) for p in state.settings["schedule"])})
     if average_last > 0 and epoch is not None:
         raise ValueError("publish either one named epoch or the mean of the last epochs, not both")
+    if soup_with and epoch is None:
+        raise ValueError("a soup averages one named epoch of each run: give --epoch")
     if epoch is not None:
         chosen, epochs = chosen_by_number(state, epoch), [epoch]
     elif average_last > 0:
@@ -114,7 +146,9 @@ def publish_model(
         epochs = [chosen["epoch"]]
     size = chosen["input_size_px"]
     model = architecture(settings, size)
-    average_checkpoints(model, [Path(run_dir) / f"epoch_{e}.weights.h5" for e in epochs])
+    parents = soup_parents(state, epoch, [Path(p) for p in soup_with]) if soup_with else []
+    average_checkpoints(model, [Path(run_dir) / f"epoch_{e}.weights.h5" for e in epochs]
+                        + [Path(p) / f"epoch_{epoch}.weights.h5" for p in soup_with])
     dev_cache = DEV_CONTEXT_SETTINGS if settings.uses_context else DEV_SETTINGS
     calibration = (calibrate_on_dev(model, dev_labels, cache_dir, size, dev_cache,
                                     fit_temperature=settings.uses_context)
@@ -146,10 +180,12 @@ def publish_model(
         "training_data": "../shared/data/train/real (research / non-commercial terms)",
     })
     summary = {"settings": state.settings, "chosen_epoch": chosen["epoch"],
-               "averaged_epochs": epochs,
+               "averaged_epochs": epochs, "soup_with": parents,
                "calibration": calibration, "history": state.history}
     (models_dir / f"{name}.train_metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
-    log.info("published %s (%s, %d px, threshold %.3f)", card_path,
-             f"epoch {epochs[0]}" if len(epochs) == 1 else f"mean of epochs {epochs[0]}-{epochs[-1]}",
-             size, calibration["threshold"])
+    what = f"epoch {epochs[0]}" if len(epochs) == 1 else f"mean of epochs {epochs[0]}-{epochs[-1]}"
+    if parents:
+        what += f" averaged with {len(parents)} other seed(s)"
+    log.info("published %s (%s, %d px, threshold %.3f)", card_path, what, size,
+             calibration["threshold"])
     return card_path

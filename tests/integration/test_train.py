@@ -133,6 +133,53 @@ def test_publishing_the_mean_of_the_last_epochs_averages_their_weights_and_one_e
     assert not (tmp_path / "none").exists()
 
 
+def test_a_soup_averages_one_epoch_of_runs_that_differ_only_in_their_seed(tiny_cache, tmp_path):
+    from detector.efficientnet import EfficientNetB0Classifier
+
+    rows, cache = tiny_cache
+    runs = {}
+    for seed in (1, 2):
+        runs[seed] = tmp_path / f"seed{seed}"
+        state = train_model(rows, cache, runs[seed], _settings(schedule=((32, 2),), seed=seed),
+                            dev_labels=None, workers=1)
+    models = tmp_path / "models"
+    card = load_model_card(publish_model(state, runs[2], models, "soup", dev_labels=None,
+                                         cache_dir=cache, epoch=2, soup_with=(runs[1],)))
+    summary = json.loads((models / "soup.train_metrics.json").read_text())
+    assert summary["chosen_epoch"] == 2
+    assert [(p["run"], p["seed"], p["epoch"]) for p in summary["soup_with"]] == [("seed1", 1, 2)]
+
+    model = EfficientNetB0Classifier(32)
+    parents = []
+    for seed in (1, 2):
+        model.load_weights(str(runs[seed] / "epoch_2.weights.h5"))
+        parents.append(model.get_weights())
+    model.load_weights(str(card.weights_path))
+    moved = 0
+    for a, b, mean in zip(*parents, model.get_weights()):
+        if a.dtype.kind == "f":
+            np.testing.assert_allclose(mean, (a.astype(np.float64) + b) / 2, rtol=1e-5, atol=1e-6)
+            moved += int(not np.array_equal(a, b))
+    assert moved > 0  # the seeds trained apart, so the soup is neither parent
+
+    other = tmp_path / "other"
+    train_model(rows, cache, other, _settings(schedule=((32, 2),), seed=3, learning_rate=1e-4),
+                dev_labels=None, workers=1)
+    with pytest.raises(ValueError, match="other settings .learning_rate."):
+        publish_model(state, runs[2], tmp_path / "none", "x", dev_labels=None, cache_dir=cache,
+                      epoch=2, soup_with=(other,))
+    with pytest.raises(ValueError, match="same seed"):
+        publish_model(state, runs[2], tmp_path / "none", "x", dev_labels=None, cache_dir=cache,
+                      epoch=2, soup_with=(runs[2],))
+    with pytest.raises(ValueError, match="no finished epoch 3"):
+        publish_model(state, runs[2], tmp_path / "none", "x", dev_labels=None, cache_dir=cache,
+                      epoch=3, soup_with=(runs[1],))
+    with pytest.raises(ValueError, match="give --epoch"):
+        publish_model(state, runs[2], tmp_path / "none", "x", dev_labels=None, cache_dir=cache,
+                      soup_with=(runs[1],))
+    assert not (tmp_path / "none").exists()
+
+
 def test_a_run_folder_refuses_other_settings(tiny_cache, tmp_path):
     rows, cache = tiny_cache
     run = tmp_path / "run"
