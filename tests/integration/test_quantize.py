@@ -403,7 +403,8 @@ def test_the_shipped_int8_export_matches_its_weights_and_float32_on_the_portrait
     expected = card.calibrate(float_rt.predict(batch))
     got = card.calibrate(int8_rt.predict(batch))
     # Bounded by what `quantize` measured for this very file over the dev and held-out frames
-    # (the p99 of |int8 - fp32|; 0.10 for 0.3.0; 0.26 for 0.6.0, 0.32 for 0.7.0 and 0.36 for
-    # 0.8.0, whose int8 exports fail parity and are not the default), never tighter than 0.05.
+    # (the p99 of |int8 - fp32|; 0.10 for 0.3.0; 0.26 for 0.6.0, 0.32 for 0.7.0, 0.36 for 0.8.0
+    # and 0.31 for 0.9.0, whose int8 exports fail parity and are not the default), never
+    # tighter than 0.05.
     np.testing.assert_allclose(got, expected, atol=max(0.05, parity["frame_abs_diff_p99"]))
     assert np.abs(got - expected).max() > 1e-6  # computed in int8, not float32
