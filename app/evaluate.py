@@ -236,12 +236,15 @@ def compute_metrics(items: Sequence[ItemResult], threshold: float, resamples: in
     has_groups = any(i.group for i in scored)
     groups = [i.group or i.path for i in scored] if has_groups else None
     item_auc = bootstrap_auc(labels, values, groups, resamples=resamples)
-    frame_labels, frame_values = [], []
+    frame_labels, frame_values, frame_groups = [], [], []
     for i in scored:
         for s in i.frame_scores:
             if s is not None:
                 frame_labels.append(_binary(i.label))
                 frame_values.append(float(s))
+                frame_groups.append(i.group or i.path if has_groups else i.path)
+    # A video's frames move together (with its group's other items when there are groups).
+    frame_auc = bootstrap_auc(frame_labels, frame_values, frame_groups, resamples=resamples)
     per_dataset = {}
     for name in sorted({i.dataset for i in items}):
         members = [i for i in scored if i.dataset == name]
@@ -260,7 +263,8 @@ def compute_metrics(items: Sequence[ItemResult], threshold: float, resamples: in
         "item_auc_ci95": [item_auc.low, item_auc.high],
         "item_auc_ci_method": ("bootstrap over groups" if has_groups else "bootstrap over items")
                               + f", {item_auc.resamples} resamples",
-        "frame_auc": roc_auc(frame_labels, frame_values),
+        "frame_auc": frame_auc.value,
+        "frame_auc_ci95": [frame_auc.low, frame_auc.high],
         "threshold": threshold,
         "accuracy": accuracy_at(labels, values, threshold),
         "per_dataset": per_dataset,
@@ -286,13 +290,16 @@ def format_table(metrics: dict, model: str) -> str:
     counts = metrics["counts"]
     low, high = metrics["item_auc_ci95"]
     ci = "" if low is None else f"  (95% CI {low:.3f}–{high:.3f}, {metrics['item_auc_ci_method']})"
+    f_low, f_high = metrics.get("frame_auc_ci95", (None, None))
+    frame_ci = "" if f_low is None else (f"  (95% CI {f_low:.3f}–{f_high:.3f}, each item's frames "
+                                         "resampled with their item and its group)")
     lines = [
         f"model {model}, threshold {metrics['threshold']:.3f}",
         f"items {counts['items']} (REAL {counts['real']}, FAKE {counts['fake']}): scored "
         f"{counts['scored']}, no face {counts['no_face']}, errors {counts['errors']}, "
         f"frames {counts['frames_scored']} (whole-image fallback {counts['fallback_frames']})",
         f"item AUC  {_fmt(metrics['item_auc'])}{ci}",
-        f"frame AUC {_fmt(metrics['frame_auc'])}",
+        f"frame AUC {_fmt(metrics['frame_auc'])}{frame_ci}",
         f"accuracy  {_fmt(metrics['accuracy'])}",
         "",
         f"{'dataset':<48} {'items':>5} {'REAL':>4} {'FAKE':>4} {'AUC':>6} {'acc':>6}",

@@ -88,7 +88,7 @@ def test_report_shape_and_bad_rows(make_config, synthetic_set, tmp_path):
     assert metrics["counts"]["no_face"] >= 1
     assert metrics["counts"]["scored"] + metrics["counts"]["no_face"] + metrics["counts"]["errors"] == 10
     assert set(metrics["per_dataset"]) == {"synthetic", "crops", "video"}
-    for key in ("item_auc", "item_auc_ci95", "frame_auc", "accuracy", "threshold"):
+    for key in ("item_auc", "item_auc_ci95", "frame_auc", "frame_auc_ci95", "accuracy", "threshold"):
         assert key in metrics
 
 
@@ -126,6 +126,8 @@ def test_hand_made_auc(tiny_model_dir, tmp_path, capsys):
     assert report["metrics"]["frame_auc"] == pytest.approx(8 / 9)
     low, high = report["metrics"]["item_auc_ci95"]
     assert low <= 8 / 9 <= high
+    # One frame per item, each item its own group: the frames resample exactly as the items do.
+    assert report["metrics"]["frame_auc_ci95"] == [low, high]
     scores = {i["path"]: i["score"] for i in report["items"]}
     assert scores["real_10.png"] < scores["real_90.png"] < scores["fake_110.png"]
     assert "item AUC" in capsys.readouterr().out
@@ -197,3 +199,20 @@ def test_bootstrap_interval_contains_the_estimate_and_groups_widen_it():
     assert by_item.low <= by_item.value <= by_item.high
     assert by_item.value == by_group.value
     assert (by_group.high - by_group.low) >= (by_item.high - by_item.low) * 0.8
+
+
+def test_the_frame_auc_interval_resamples_each_video_with_all_its_frames():
+    """Ten identical frames per video add no evidence: the frame interval must stay as wide as
+    the item interval, which it would not if frames were resampled one by one."""
+    rng = np.random.default_rng(3)
+    items = []
+    for n in range(16):
+        label = "FAKE" if n % 2 else "REAL"
+        score = float(np.clip(rng.normal(0.6 if label == "FAKE" else 0.4, 0.15), 0, 1))
+        items.append(ItemResult(path=f"v{n}.mp4", label=label, dataset="video", score=score,
+                                frame_scores=[score] * 10))
+    metrics = compute_metrics(items, threshold=0.5, resamples=300)
+    assert metrics["frame_auc"] == pytest.approx(metrics["item_auc"])
+    assert metrics["frame_auc_ci95"] == pytest.approx(metrics["item_auc_ci95"])
+    low, high = metrics["frame_auc_ci95"]
+    assert high - low > 0.1
