@@ -242,7 +242,7 @@ def compute_metrics(items: Sequence[ItemResult], threshold: float, resamples: in
             if s is not None:
                 frame_labels.append(_binary(i.label))
                 frame_values.append(float(s))
-                frame_groups.append(i.group or i.path if has_groups else i.path)
+                frame_groups.append((i.group or i.path) if has_groups else i.path)
     # A video's frames move together (with its group's other items when there are groups).
     frame_auc = bootstrap_auc(frame_labels, frame_values, frame_groups, resamples=resamples)
     per_dataset = {}

@@ -76,7 +76,6 @@ def average_checkpoints(model, paths: list[Path]) -> None:
                        for t, w in zip(total, model.get_weights())])
 
 
-
 def soup_parents(state: RunState, epoch: int, others: list[Path]) -> list[dict]:
     """Check that each run in ``others`` can be averaged with ``state``'s run at ``epoch``.
 
@@ -85,10 +84,12 @@ def soup_parents(state: RunState, epoch: int, others: list[Path]) -> list[dict]:
     Returns one record per other run (its folder's name, seed, and history), for the log.
 
     Raises:
-        ValueError: a run has other settings than the seed, or no finished ``epoch``.
+        ValueError: a run has other settings than the seed, a seed already in the soup, or no
+            finished ``epoch``.
     """
     ignored = {"seed"}
     mine = {k: v for k, v in state.settings.items() if k not in ignored}
+    seeds = {state.settings.get("seed")}
     parents = []
     for run_dir in others:
         other = RunState.load(run_dir)
@@ -97,8 +98,9 @@ def soup_parents(state: RunState, epoch: int, others: list[Path]) -> list[dict]:
         if differ:
             raise ValueError(f"{run_dir} was trained with other settings ({', '.join(differ)}); "
                              "a soup averages runs that differ only in their seed")
-        if other.settings.get("seed") == state.settings.get("seed"):
-            raise ValueError(f"{run_dir} has the same seed as the run it would be averaged with")
+        if other.settings.get("seed") in seeds:
+            raise ValueError(f"{run_dir} has the same seed as a run it would be averaged with")
+        seeds.add(other.settings.get("seed"))
         chosen_by_number(other, epoch)
         parents.append({"run": Path(run_dir).name, "seed": other.settings.get("seed"),
                         "epoch": epoch, "history": other.history})

@@ -171,6 +171,9 @@ def test_a_soup_averages_one_epoch_of_runs_that_differ_only_in_their_seed(tiny_c
     with pytest.raises(ValueError, match="same seed"):
         publish_model(state, runs[2], tmp_path / "none", "x", dev_labels=None, cache_dir=cache,
                       epoch=2, soup_with=(runs[2],))
+    with pytest.raises(ValueError, match="same seed"):
+        publish_model(state, runs[2], tmp_path / "none", "x", dev_labels=None, cache_dir=cache,
+                      epoch=2, soup_with=(runs[1], runs[1]))
     with pytest.raises(ValueError, match="no finished epoch 3"):
         publish_model(state, runs[2], tmp_path / "none", "x", dev_labels=None, cache_dir=cache,
                       epoch=3, soup_with=(runs[1],))
