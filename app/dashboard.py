@@ -7,6 +7,7 @@ control client are built here and handed to it.
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 import threading
 from collections.abc import Callable
@@ -89,7 +90,13 @@ def _check_port_free(host: str, port: int) -> None:
 
 def run_dashboard(config: Config, redis_url: str, host: str | None = None,
                   port: int | None = None) -> int:
-    """Serve the dashboard until Ctrl-C.
+    """Serve the dashboard until Ctrl-C or SIGTERM.
+
+    Both signals get a handler of their own, as ``run``'s do, rather than Python's default
+    KeyboardInterrupt: a process started from a non-interactive shell's background job inherits
+    SIGINT ignored, and Python then installs no KeyboardInterrupt for it, so Ctrl-C sent by a
+    supervisor would do nothing; SIGTERM (``kill``, ``docker stop``) would kill it without
+    closing the socket.
 
     Args:
         host: interface to listen on (default ``dashboard.host``, 127.0.0.1).
@@ -111,10 +118,16 @@ def run_dashboard(config: Config, redis_url: str, host: str | None = None,
     server = make_server(host, port, app.server, threaded=True)
     print(f"dashboard: http://{host}:{server.server_port}/ (reading Redis {mask_url(redis_url)}; "
           "Ctrl-C stops)", file=sys.stderr, flush=True)
+    def on_signal(signum, frame):
+        # serve_forever runs in this thread and shutdown() waits for it to return: ask from another.
+        threading.Thread(target=server.shutdown, name="dashboard-stop", daemon=True).start()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         server.serve_forever()
-    except KeyboardInterrupt:
-        log.info("dashboard stopped")
     finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         server.server_close()
+    log.info("dashboard stopped")
     return 0

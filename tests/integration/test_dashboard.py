@@ -493,7 +493,19 @@ def test_a_file_attached_from_the_form_is_scored_by_the_running_service(
     assert service.returncode == 0, output
 
 
-def test_the_dashboard_subcommand_serves_the_page_and_stops_on_ctrl_c(tmp_path, tiny_model_dir):
+def _sigint_ignored() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize("stop_signal, start_with_sigint_ignored", [
+    (signal.SIGINT, False),
+    # as from a non-interactive shell's background job (`cmd &`), where Python installs no
+    # KeyboardInterrupt: the dashboard's own handler must still stop it
+    (signal.SIGINT, True),
+    (signal.SIGTERM, False),
+], ids=["ctrl_c", "ctrl_c_started_with_sigint_ignored", "sigterm"])
+def test_the_dashboard_subcommand_serves_the_page_and_stops_on_ctrl_c(
+        tmp_path, tiny_model_dir, stop_signal, start_with_sigint_ignored):
     import urllib.request
 
     from detector.embedded_redis import free_port
@@ -505,7 +517,8 @@ def test_the_dashboard_subcommand_serves_the_page_and_stops_on_ctrl_c(tmp_path, 
     process = subprocess.Popen(
         [sys.executable, "-X", "faulthandler", "-m", "app.cli", "dashboard", "--config",
          str(config_path), "--redis-url", "redis://127.0.0.1:1/0", "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        preexec_fn=_sigint_ignored if start_with_sigint_ignored else None)
 
     def layout():
         try:
@@ -519,13 +532,14 @@ def test_the_dashboard_subcommand_serves_the_page_and_stops_on_ctrl_c(tmp_path, 
         page = wait_until(layout, 60, interval_s=0.3, message="the dashboard to serve")
         assert "Live streams" in page and "Upload a video or image" in page
     finally:
-        process.send_signal(signal.SIGINT)
+        process.send_signal(stop_signal)
         try:
             output, _ = process.communicate(timeout=30)
         except subprocess.TimeoutExpired:
             process.send_signal(signal.SIGABRT)
             output, _ = process.communicate(timeout=30)
-            pytest.fail(f"the dashboard did not stop within 30 s of Ctrl-C; its threads:\n{output}")
+            pytest.fail(f"the dashboard did not stop within 30 s of {stop_signal.name}; "
+                        f"its threads:\n{output}")
     assert process.returncode == 0, output
     assert "Traceback" not in output
     # the address is printed once (Dash's own "Dash is running on" no longer doubles it)
