@@ -7,7 +7,6 @@ control client are built here and handed to it.
 from __future__ import annotations
 
 import logging
-import signal
 import sys
 import threading
 from collections.abc import Callable
@@ -18,6 +17,7 @@ import redis
 
 from app.control import send_request
 from app.frame_reader import read_frame
+from app.signals import handle_signals
 from app.upload import UploadScorer
 from consumers.dashboard import create_app
 from consumers.dashboard.layout import REFRESH_INTERVAL_MS
@@ -92,11 +92,9 @@ def run_dashboard(config: Config, redis_url: str, host: str | None = None,
                   port: int | None = None) -> int:
     """Serve the dashboard until Ctrl-C or SIGTERM.
 
-    Both signals get a handler of their own, as ``run``'s do, rather than Python's default
-    KeyboardInterrupt: a process started from a non-interactive shell's background job inherits
-    SIGINT ignored, and Python then installs no KeyboardInterrupt for it, so Ctrl-C sent by a
-    supervisor would do nothing; SIGTERM (``kill``, ``docker stop``) would kill it without
-    closing the socket.
+    Both get a handler of their own (``app.signals``), as ``run``'s do, rather than Python's
+    KeyboardInterrupt, which a process started in the background may not have; SIGTERM (``kill``,
+    ``docker stop``) would otherwise kill it without closing the socket.
 
     Args:
         host: interface to listen on (default ``dashboard.host``, 127.0.0.1).
@@ -118,16 +116,16 @@ def run_dashboard(config: Config, redis_url: str, host: str | None = None,
     server = make_server(host, port, app.server, threaded=True)
     print(f"dashboard: http://{host}:{server.server_port}/ (reading Redis {mask_url(redis_url)}; "
           "Ctrl-C stops)", file=sys.stderr, flush=True)
+
     def on_signal(signum, frame):
         # serve_forever runs in this thread and shutdown() waits for it to return: ask from another.
         threading.Thread(target=server.shutdown, name="dashboard-stop", daemon=True).start()
 
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    restore_signals = handle_signals(on_signal)
     try:
         server.serve_forever()
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        restore_signals()
         server.server_close()
     log.info("dashboard stopped")
     return 0

@@ -290,7 +290,7 @@ def format_table(metrics: dict, model: str) -> str:
     counts = metrics["counts"]
     low, high = metrics["item_auc_ci95"]
     ci = "" if low is None else f"  (95% CI {low:.3f}–{high:.3f}, {metrics['item_auc_ci_method']})"
-    f_low, f_high = metrics.get("frame_auc_ci95", (None, None))
+    f_low, f_high = metrics["frame_auc_ci95"]
     frame_ci = "" if f_low is None else (f"  (95% CI {f_low:.3f}–{f_high:.3f}, each item's frames "
                                          "resampled with their item and its group)")
     lines = [

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from app.signals import handle_signals
 from detector.collector import StreamState
 from detector.config import Config
 from detector.logs import stderr_console
@@ -205,7 +206,6 @@ def run_replay(config: Config, paths: Sequence[str], *, ids: Sequence[str] | Non
     show_progress = console.is_terminal if show_progress is None else show_progress
     service = Service(config, redis_url=redis_url, keep_frames=True)
     interrupted = threading.Event()
-    previous = signal.getsignal(signal.SIGINT)
 
     def on_sigint(signum, frame):
         if interrupted.is_set():
@@ -213,7 +213,7 @@ def run_replay(config: Config, paths: Sequence[str], *, ids: Sequence[str] | Non
         interrupted.set()
         console.print("[yellow]Interrupted: finishing frames in flight (Ctrl-C again to force)")
 
-    signal.signal(signal.SIGINT, on_sigint)
+    restore_signals = handle_signals(on_sigint, (signal.SIGINT,))
     try:
         service.start()
         log.info("Redis at %s", service.redis_url)
@@ -227,7 +227,7 @@ def run_replay(config: Config, paths: Sequence[str], *, ids: Sequence[str] | Non
                                  on_progress=progress.update)
     finally:
         service.stop(drain=True)
-        signal.signal(signal.SIGINT, previous)
+        restore_signals()
     states = [service.collector.stream(item.stream_id) for item in items]
     report = build_report(items, states, service.collector.threshold,
                           service.collector.model_id, config.sampling.stride)

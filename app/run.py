@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 
 from app.control import ControlServer
 from app.service import Service
+from app.signals import handle_signals
 from detector.config import Config
 from detector.errors import DetectorError, SourceError
 from detector.stream_status import StreamStatus
@@ -31,7 +31,7 @@ def run_service(config: Config, exit_when_done: bool = False, extra_urls: list[s
         log.warning("stopping: draining frames in flight (Ctrl-C again to force)")
         stop.set()
 
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    restore_signals = handle_signals(on_signal)
     service = Service(config)
     control = None
     try:
@@ -81,8 +81,7 @@ def run_service(config: Config, exit_when_done: bool = False, extra_urls: list[s
         if control is not None:
             control.stop()
         service.stop(drain=True)
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        restore_signals()
     if service.fatal_error:
         raise DetectorError(service.fatal_error)
     failed = [s.stream_id for s in service.collector.streams() if s.status == StreamStatus.FAILED]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 from detector.model_card import write_model_card
@@ -76,7 +77,7 @@ def average_checkpoints(model, paths: list[Path]) -> None:
                        for t, w in zip(total, model.get_weights())])
 
 
-def soup_parents(state: RunState, epoch: int, others: list[Path]) -> list[dict]:
+def soup_parents(state: RunState, epoch: int, others: Sequence[Path]) -> list[dict]:
     """Check that each run in ``others`` can be averaged with ``state``'s run at ``epoch``.
 
     A weight soup (Wortsman et al. 2022) averages runs that differ only in their seed: the same
@@ -146,9 +147,9 @@ def publish_model(
     else:
         chosen = choose_epoch(state)
         epochs = [chosen["epoch"]]
+    parents = soup_parents(state, epoch, soup_with) if soup_with else []
     size = chosen["input_size_px"]
     model = architecture(settings, size)
-    parents = soup_parents(state, epoch, [Path(p) for p in soup_with]) if soup_with else []
     average_checkpoints(model, [Path(run_dir) / f"epoch_{e}.weights.h5" for e in epochs]
                         + [Path(p) / f"epoch_{epoch}.weights.h5" for p in soup_with])
     dev_cache = DEV_CONTEXT_SETTINGS if settings.uses_context else DEV_SETTINGS
